@@ -1,0 +1,1 @@
+"""Command-line interface: ``denseloss train|eval|reproduce|bench|data|list``."""
