@@ -1,7 +1,7 @@
 """Shared argument checks with uniform wording.
 
-Every message follows ``"<func>: <arg> must be <expected>; got <actual>."`` so a user can find the
-offending argument at once. ``ValueError`` for values and shapes, ``TypeError`` for dtypes and types.
+Every message follows ``"<func>: <arg> must be <expected>; got <actual>."`` so a user can find
+the offending argument at once. ``ValueError`` for values and shapes, ``TypeError`` for dtypes.
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ def check_logits(func: str, logits: object, name: str = "logits") -> None:
     check_float_tensor(func, name, logits, 4)
     assert isinstance(logits, torch.Tensor)
     if logits.shape[1] < 1:
-        raise ValueError(f"{func}: {name} must have at least one class channel; got shape "
-                         f"{tuple(logits.shape)}.")
+        raise ValueError(
+            f"{func}: {name} must have at least one class channel; got shape {tuple(logits.shape)}."
+        )
 
 
 def check_probabilities(
@@ -98,10 +99,12 @@ def check_labels(
             f"{func}: {name} must be an integer tensor (torch.int64); got dtype {labels.dtype}. "
             "Hint: use labels.long()."
         )
-    if like is not None and (labels.shape[0] != like.shape[0] or labels.shape[1:] != like.shape[2:]):
+    if like is not None and (
+        labels.shape[0] != like.shape[0] or labels.shape[1:] != like.shape[2:]
+    ):
         raise ValueError(
-            f"{func}: {name} must have shape (N, H, W) = {(like.shape[0], *like.shape[2:])} to match "
-            f"the input; got {tuple(labels.shape)}."
+            f"{func}: {name} must have shape (N, H, W) = {(like.shape[0], *like.shape[2:])} to "
+            f"match the input; got {tuple(labels.shape)}."
         )
     if num_classes is None or labels.numel() == 0:
         return
@@ -119,7 +122,12 @@ def check_labels(
 
 
 def check_mask(
-    func: str, mask: object, like: torch.Tensor, name: str = "valid_mask", *, spatial_only: bool = True
+    func: str,
+    mask: object,
+    like: torch.Tensor,
+    name: str = "valid_mask",
+    *,
+    spatial_only: bool = True,
 ) -> None:
     """``mask`` must be a bool tensor of shape (N, H, W) matching ``like`` (N, *, H, W)."""
     check_tensor(func, name, mask, 3)
