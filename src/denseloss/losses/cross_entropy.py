@@ -41,10 +41,12 @@ def _cross_entropy(
     valid_mask: torch.Tensor | None,
     reduction: Reduction,
     validate: bool,
+    labels_name: str = "labels",
 ) -> torch.Tensor:
     check_logits(func, logits)
+    num_classes = logits.shape[1] if validate else None
     check_labels(
-        func, labels, logits.shape[1] if validate else None, ignore_index=ignore_index, like=logits
+        func, labels, num_classes, ignore_index=ignore_index, name=labels_name, like=logits
     )
     if weight is not None:
         _check_weight(func, weight, logits.shape[1])
@@ -154,6 +156,7 @@ def partial_cross_entropy(
         valid_mask,
         reduction,
         validate,
+        labels_name="scribbles",
     )
 
 
