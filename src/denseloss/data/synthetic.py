@@ -10,10 +10,10 @@ vignetting, blur and sensor noise) for unsupervised domain adaptation.
 Geometry conventions:
 
 * World frame: ``y`` up, the floor is ``y = 0``, the camera looks roughly along ``+z``.
-* Camera frame (OpenCV): ``x`` right, ``y`` down, ``z`` forward. ``depth`` is the ``z`` coordinate of
-  the hit point in the camera frame (not the Euclidean ray length). ``normal`` is the unit surface
-  normal in the camera frame, facing the camera (``n_z < 0``); the floor's normal points up,
-  i.e. towards ``-y``.
+* Camera frame (OpenCV): ``x`` right, ``y`` down, ``z`` forward. ``depth`` is the ``z``
+  coordinate of the hit point in the camera frame (not the Euclidean ray length). ``normal`` is
+  the unit surface normal in the camera frame, facing the camera (``n_z < 0``); the floor's
+  normal points up, i.e. towards ``-y``.
 """
 
 from __future__ import annotations
@@ -565,7 +565,7 @@ class SyntheticScenes(Dataset):
         )
 
     def render(self, index: int) -> dict[str, np.ndarray]:
-        """Render scene ``index`` as NumPy arrays (see :func:`render_scene`), bypassing the cache."""
+        """Render scene ``index`` as NumPy arrays (see :func:`render_scene`); no cache."""
         rng = np.random.default_rng([self.seed, _SPLITS[self.split], _DOMAINS[self.domain], index])
         return render_scene(
             rng,
