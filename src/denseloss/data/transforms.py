@@ -242,12 +242,20 @@ class ColorJitter(Transform):
         b = _uniform(generator, 1 - self.brightness, 1 + self.brightness)
         c = _uniform(generator, 1 - self.contrast, 1 + self.contrast)
         s = _uniform(generator, 1 - self.saturation, 1 + self.saturation)
-        image = sample["image"] * b
-        grey = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None]
-        image = (image - grey.mean()) * c + grey.mean()
-        grey = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None]
-        image = (image - grey) * s + grey
+        image = sample["image"]
+        if self.brightness:
+            image = image * b
+        if self.contrast:
+            image = (image - _grey(image).mean()) * c + _grey(image).mean()
+        if self.saturation:
+            grey = _grey(image)
+            image = (image - grey) * s + grey
         return {**sample, "image": image.clamp(0, 1)}
+
+
+def _grey(image: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma, (1, H, W)."""
+    return (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None]
 
 
 class Normalize(Transform):
