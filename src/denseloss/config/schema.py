@@ -1,0 +1,212 @@
+"""Run configuration: frozen dataclasses, the single source of truth for the CLI and checkpoints.
+
+``RunConfig`` is what ``denseloss train`` parses (``--config run.yaml``, ``--print-config`` and flag
+overrides such as ``--train.steps 300`` are all derived from these fields), what every run writes
+next to its logs as ``config.yaml``, and what every checkpoint carries. Components never read these
+objects: :func:`method_config` and the trainer's builders map them to constructor keyword arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from denseloss.methods.base import ModelConfig, OptimConfig
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "RunConfig",
+    "TrainConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "method_class",
+    "method_config",
+    "save_config",
+    "validate",
+]
+
+Accelerator = Literal["cpu", "cuda", "auto"]
+Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
+RunTask = Literal["seg", "depth", "normals"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data set, how much of it, and how it is batched and augmented."""
+
+    name: str = "builtin"  # key of denseloss.data.DATASETS
+    root: str | None = None  # data set root on disk; None for the built-in data
+    size: int = 64  # side of the (square) training crop / rendered scene, pixels
+    train_length: int | None = 2000  # training scenes (built-in data); None = the data set's own
+    val_length: int | None = 200  # validation scenes (built-in data); None = the data set's own
+    test_length: int | None = 200  # test scenes (built-in data); None = the data set's own
+    batch_size: int = 8  # batch size per device (the global batch is batch_size · devices)
+    eval_batch_size: int = 16  # batch size per device during evaluation
+    num_workers: int = 0  # DataLoader worker processes (streams are exact for any value)
+    domain: str = "synthetic"  # training domain (the source domain for UDA)
+    target_domain: str = "real"  # UDA target domain: unlabelled in training, evaluated on
+    labeled_fraction: float = 0.125  # semi-supervised: fraction of training scenes with labels
+    augment: bool = True  # random scale 0.75–1.25, crop, horizontal flip, small colour jitter
+    seed: int = 0  # seed of scene generation, the labelled split and the sampling order
+    kwargs: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of the data set
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Length of the run, cadence of evaluation/logging/checkpoints, devices and precision."""
+
+    steps: int = 1000  # optimisation steps (one training_step call each)
+    eval_every: int = 250  # evaluate on the val split every k steps (0 = only at the end)
+    log_every: int = 10  # write a metrics.csv / TensorBoard row every k steps
+    checkpoint_every: int = 250  # save last.ckpt every k steps (0 = only at the end)
+    seed: int = 0  # seed of model initialisation and of every random op during training
+    accelerator: Accelerator = "cpu"  # "cpu", "cuda" or "auto"
+    devices: int = 1  # number of processes (DDP when > 1: gloo on CPU, NCCL on CUDA)
+    precision: Precision = "32-true"  # "32-true", "bf16-mixed" or "16-mixed" (CUDA only)
+    out_dir: str | None = None  # run directory; None = runs/<method>-<timestamp>
+    resume: str | None = None  # run directory or .ckpt file to continue exactly from
+    eval_batches: int | None = None  # evaluate on at most this many batches per split (None = all)
+    progress: bool = True  # show a tqdm progress bar with the live losses
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run: a method of ``denseloss.methods.METHODS`` and everything around it."""
+
+    method: str = "ce"  # key of denseloss.methods.METHODS (`denseloss list` shows them)
+    task: RunTask = "seg"  # "seg", "depth" or "normals" (must be in the method's tasks)
+    data: DataConfig = field(default_factory=DataConfig)  # data set and batching
+    model: ModelConfig = field(default_factory=ModelConfig)  # network factory and its kwargs
+    optim: OptimConfig = field(default_factory=OptimConfig)  # SGD + poly schedule
+    train: TrainConfig = field(default_factory=TrainConfig)  # loop, devices, output
+    params: dict[str, Any] = field(default_factory=dict)  # overrides of METHODS[method].Config
+
+
+def method_class(name: str) -> type:
+    """The ``Method`` subclass registered as ``name``; an unknown name lists the valid ones."""
+    from denseloss.methods import METHODS
+
+    if name not in METHODS:
+        raise ValueError(
+            f"method_class: method must be one of {sorted(METHODS)}; got {name!r}. "
+            "Hint: `denseloss list` shows every method with its defaults."
+        )
+    return METHODS[name]
+
+
+def method_config(config: RunConfig, cls: type | None = None) -> Any:
+    """Build ``METHODS[config.method].Config`` (or ``cls.Config``) from ``config.params``.
+
+    Raises:
+        ValueError: unknown method, or a key of ``params`` that the method's Config lacks.
+    """
+    if cls is None:
+        cls = method_class(config.method)
+    cfg_cls = cls.Config
+    if not dataclasses.is_dataclass(cfg_cls):
+        if config.params:
+            raise ValueError(
+                f"method_config: params must be empty for method {config.method!r} (it has no "
+                f"hyperparameters); got {sorted(config.params)}."
+            )
+        return cfg_cls()
+    valid = [f.name for f in dataclasses.fields(cfg_cls)]
+    unknown = sorted(set(config.params) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"method_config: params keys must be fields of {cfg_cls.__qualname__} "
+            f"({', '.join(valid) or 'none'}); got unknown {unknown}."
+        )
+    return cfg_cls(**config.params)
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Check the cross-field rules the type hints cannot express; return ``config`` unchanged.
+
+    Raises:
+        ValueError: unknown method or params key, a task the method does not support, or a
+            non-positive length/size/step count.
+    """
+    cls = method_class(config.method)
+    method_config(config)
+    tasks = tuple(getattr(cls, "tasks", ("seg",)))
+    if config.task not in tasks:
+        raise ValueError(
+            f"validate: task must be one of {list(tasks)} for method {config.method!r}; "
+            f"got {config.task!r}."
+        )
+    for name, value in (
+        ("train.steps", config.train.steps),
+        ("train.devices", config.train.devices),
+        ("data.size", config.data.size),
+        ("data.batch_size", config.data.batch_size),
+        ("data.eval_batch_size", config.data.eval_batch_size),
+        ("train.log_every", config.train.log_every),
+    ):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"validate: {name} must be a positive int; got {value!r}.")
+    for name, value in (
+        ("train.eval_every", config.train.eval_every),
+        ("train.checkpoint_every", config.train.checkpoint_every),
+        ("data.num_workers", config.data.num_workers),
+    ):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"validate: {name} must be a non-negative int; got {value!r}.")
+    if not 0.0 < config.data.labeled_fraction <= 1.0:
+        raise ValueError(
+            "validate: data.labeled_fraction must be in (0, 1]; "
+            f"got {config.data.labeled_fraction!r}."
+        )
+    return config
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    """Plain nested dict of primitives (YAML/JSON/``torch.save(weights_only)`` safe)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Inverse of :func:`config_to_dict`; unknown keys raise ``ValueError`` naming them."""
+    if not isinstance(data, dict):
+        raise TypeError(f"config_from_dict: data must be a dict; got {type(data).__name__}.")
+    parts = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig}
+    kwargs: dict[str, Any] = {}
+    top = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(data) - top)
+    if unknown:
+        raise ValueError(f"config_from_dict: keys must be in {sorted(top)}; got unknown {unknown}.")
+    for key, value in data.items():
+        if key in parts and isinstance(value, dict):
+            names = {f.name for f in dataclasses.fields(parts[key])}
+            bad = sorted(set(value) - names)
+            if bad:
+                raise ValueError(
+                    f"config_from_dict: {key} keys must be in {sorted(names)}; got unknown {bad}."
+                )
+            kwargs[key] = parts[key](**value)
+        else:
+            kwargs[key] = value
+    return RunConfig(**kwargs)
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    """Write ``config`` as YAML (read by ``denseloss train --config`` and :func:`load_config`)."""
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a YAML file written by :func:`save_config`."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"load_config: path must be an existing file; got {str(p)!r}.")
+    return config_from_dict(yaml.safe_load(p.read_text()) or {})

@@ -1,0 +1,390 @@
+"""The generic training loop: one plain loop for every method and supervision regime.
+
+Pseudo-loop (what :meth:`Trainer.fit` runs on every rank)::
+
+    seed_everything(train.seed)
+    data = build_train_data(config.data, method_cls.regime)   # stream(s) for the regime
+    method = method_cls(method_cls.Config(**params), MethodContext(fabric, ...))
+    seed_everything(train.seed + rank)
+    step = 0 or restore(train.resume)      # method, RNG states, stream positions, step
+    while step < train.steps:
+        batch = next(data.stream)
+        logs = method.training_step(batch, step)   # the method does its own backward/step
+        step += 1                                   # a NaN/inf term stops here (no checkpoint)
+        if step % log_every == 0:        logger.log(step, logs)        # metrics.csv + TensorBoard
+        if step % eval_every == 0:       logger.log(step, evaluate("val"))
+        if step % checkpoint_every == 0: save_checkpoint()             # checkpoints/last.ckpt
+    save_checkpoint(); evaluate("val"); evaluate("test")                # the last step is final
+    write results.json and curves.png
+
+Model selection never looks at the test split: the final model is the last step's. Evaluation
+forks the RNG state, so evaluating (or not) never changes the training trajectory.
+
+The extension points are the methods of :class:`Trainer` (``training_step``, ``evaluate``,
+``save_checkpoint``, ``restore``): override them in a subclass; there are no callbacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from denseloss.config.schema import (
+    RunConfig,
+    config_from_dict,
+    config_to_dict,
+    method_class,
+    method_config,
+    save_config,
+    validate,
+)
+from denseloss.methods.base import MethodContext, NonFiniteLossError
+from denseloss.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    LAST,
+    atomic_save,
+    load_checkpoint,
+    resolve_checkpoint,
+)
+from denseloss.training.fabric_setup import build_fabric
+from denseloss.training.logging import RunLogger
+from denseloss.training.seeding import get_rng_state, seed_everything, set_rng_state
+from denseloss.training.streams import TrainData, build_eval_loader, build_train_data
+
+__all__ = ["Trainer", "batch_size_of", "evaluate_method", "resolve_run_config", "train"]
+
+
+def resolve_run_config(config: RunConfig, *, method_cls: type | None = None) -> RunConfig:
+    """Validate ``config`` and fill ``train.out_dir`` (the resumed run's, or a timestamped one)."""
+    if method_cls is None:
+        validate(config)
+    out_dir = config.train.out_dir
+    if out_dir is None:
+        if config.train.resume is not None:
+            ckpt = resolve_checkpoint(config.train.resume)
+            out_dir = str(ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent)
+        else:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            out_dir = str(Path("runs") / f"{config.method}-{stamp}")
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, out_dir=out_dir))
+
+
+def train(
+    config: RunConfig, *, method_cls: type | None = None, stop_after: int | None = None
+) -> dict[str, Any]:
+    """Run (or resume) training as ``config`` says, on 1 or ``train.devices`` processes.
+
+    Args:
+        config: the run; ``train.out_dir=None`` picks ``runs/<method>-<timestamp>``.
+        method_cls: a ``Method`` subclass to use instead of ``METHODS[config.method]`` (tests).
+        stop_after: debugging hook: return right after step ``stop_after`` and its checkpoint,
+            as if the process had been killed there (no final evaluation).
+
+    Returns:
+        The content of ``results.json`` (rank 0's), or ``{"stopped_at": k, ...}``.
+
+    Raises:
+        NonFiniteLossError: a loss term became NaN/inf; the message names it, and the last
+            good checkpoint is left in place.
+    """
+    config = resolve_run_config(config, method_cls=method_cls)
+    t = config.train
+    fabric = build_fabric(accelerator=t.accelerator, devices=t.devices, precision=t.precision)
+    return fabric.launch(_fit, config, method_cls, stop_after)
+
+
+def _fit(
+    fabric: Any, config: RunConfig, method_cls: type | None, stop_after: int | None
+) -> dict[str, Any]:
+    return Trainer(fabric, config, method_cls=method_cls).fit(stop_after=stop_after)
+
+
+def batch_size_of(batch: Any) -> int:
+    """Images in a (possibly nested) batch: the sum over its streams' ``image`` tensors."""
+    if isinstance(batch, dict):
+        if "image" in batch and isinstance(batch["image"], torch.Tensor):
+            return int(batch["image"].shape[0])
+        return sum(batch_size_of(v) for v in batch.values())
+    return 0
+
+
+def _make_metrics(task: str, num_classes: int, ignore_index: int) -> dict[str, Any]:
+    from denseloss.metrics import BoundaryF1, ConfusionMatrix, DepthMetrics, NormalMetrics
+
+    if task == "seg":
+        return {
+            "confusion": ConfusionMatrix(num_classes, ignore_index=ignore_index),
+            "boundary": BoundaryF1(num_classes, ignore_index=ignore_index),
+        }
+    if task == "depth":
+        return {"depth": DepthMetrics()}
+    return {"normals": NormalMetrics()}
+
+
+@torch.no_grad()
+def evaluate_method(
+    method: Any,
+    loader: Any,
+    *,
+    task: str,
+    num_classes: int,
+    ignore_index: int = 255,
+    fabric: Any = None,
+    max_batches: int | None = None,
+) -> dict[str, Any]:
+    """Dataset-level metrics of ``method.predict`` over ``loader`` (summed over DDP ranks).
+
+    Returns:
+        Seg: ``miou``, ``pixel_acc``, ``iou`` (list), ``boundary_f1``. Depth/normals: the keys of
+        ``DepthMetrics`` / ``NormalMetrics``. Lists are kept; callers flatten what they log.
+    """
+    metrics = _make_metrics(task, num_classes, ignore_index)
+    rng = get_rng_state()
+    was_training = any(m.training for m in method.nets.values())
+    method.eval()
+    try:
+        for i, batch in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            if fabric is not None:
+                batch = fabric.to_device(batch)
+            pred = method.predict(batch["image"]).float()
+            if task == "seg":
+                cls = pred.argmax(1)
+                metrics["confusion"].update(cls, batch["label"])
+                metrics["boundary"].update(cls, batch["label"])
+            elif task == "depth":
+                metrics["depth"].update(pred, batch["depth"])
+            else:
+                metrics["normals"].update(pred, batch["normal"])
+    finally:
+        method.train(was_training)
+        set_rng_state(rng)
+    out: dict[str, Any] = {}
+    for metric in metrics.values():
+        if fabric is not None and fabric.world_size > 1:
+            state = metric.state().to(fabric.device)
+            metric.load_state(fabric.all_reduce(state, reduce_op="sum").cpu())
+        out.update(metric.compute())
+    return out
+
+
+def _scalars(prefix: str, metrics: dict[str, Any]) -> dict[str, float]:
+    return {f"{prefix}/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+class Trainer:
+    """Drives one ``Method`` through the loop in the module docstring.
+
+    Args:
+        fabric: a launched ``lightning_fabric.Fabric``.
+        config: the resolved run config (``train.out_dir`` set; see :func:`resolve_run_config`).
+        method_cls: overrides ``METHODS[config.method]``.
+    """
+
+    def __init__(self, fabric: Any, config: RunConfig, *, method_cls: type | None = None) -> None:
+        if config.train.out_dir is None:
+            raise ValueError(
+                "Trainer: config.train.out_dir must be set; got None. "
+                "Hint: pass the config through resolve_run_config()."
+            )
+        self.fabric = fabric
+        self.config = config
+        self.out_dir = Path(config.train.out_dir)
+        self.ckpt_path = self.out_dir / "checkpoints" / LAST
+        self.method_cls = method_cls if method_cls is not None else method_class(config.method)
+        self.regime = self.method_cls.regime
+        t = config.train
+        seed_everything(t.seed)
+        self.data: TrainData = build_train_data(
+            config.data, self.regime, rank=fabric.global_rank, world_size=fabric.world_size
+        )
+        ctx = MethodContext(
+            fabric=fabric,
+            num_classes=self.data.num_classes,
+            total_steps=t.steps,
+            model=config.model,
+            optim=config.optim,
+            task=config.task,
+            ignore_index=self.data.ignore_index,
+        )
+        self.method = self.method_cls(method_config(config, self.method_cls), ctx)
+        self.method.train()
+        # Training randomness (dropout, augmentation in the main process) differs per rank.
+        seed_everything(t.seed + fabric.global_rank)
+        self.step = 0
+        self.train_seconds = 0.0
+        self.train_images = 0
+        self.last_good_step: int | None = None
+        self._final_row: dict[str, float] = {}
+
+    # -- extension points -----------------------------------------------------------------------
+    def training_step(self, batch: Any) -> dict[str, float]:
+        """``method.training_step`` plus the finiteness check of every returned term."""
+        try:
+            logs = self.method.training_step(batch, self.step)
+        except NonFiniteLossError as err:
+            raise NonFiniteLossError(self._nan_message(str(err))) from err
+        out = {k: float(v) for k, v in logs.items()}
+        for name, value in out.items():
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    self._nan_message(f"loss term {name!r} is {value} (its update was applied).")
+                )
+        return out
+
+    def evaluate(self, split: str) -> dict[str, Any]:
+        """Metrics of the current model on ``split`` ("val" or "test") of the evaluation domain."""
+        loader = build_eval_loader(
+            self.config.data,
+            split,
+            self.data.eval_domain,
+            rank=self.fabric.global_rank,
+            world_size=self.fabric.world_size,
+        )
+        return evaluate_method(
+            self.method,
+            loader,
+            task=self.config.task,
+            num_classes=self.data.num_classes,
+            ignore_index=self.data.ignore_index,
+            fabric=self.fabric,
+            max_batches=self.config.train.eval_batches,
+        )
+
+    def save_checkpoint(self) -> None:
+        """Write ``checkpoints/last.ckpt`` atomically (rank 0), then wait for every rank."""
+        if self.fabric.global_rank == 0:
+            atomic_save(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "step": self.step,
+                    "method": self.method.state_dict(),
+                    "rng": get_rng_state(),
+                    "streams": self.data.stream.state_dict(),
+                    "config": config_to_dict(self.config),
+                    "extra": {
+                        "train_seconds": self.train_seconds,
+                        "train_images": self.train_images,
+                    },
+                },
+                self.ckpt_path,
+            )
+        self.last_good_step = self.step
+        self.fabric.barrier()
+
+    def restore(self, path: str) -> None:
+        """Load a checkpoint: method, RNG states, stream positions and step."""
+        state = load_checkpoint(path)
+        saved = config_from_dict(state["config"])
+        if saved.method != self.config.method:
+            raise ValueError(
+                f"Trainer.restore: checkpoint method must be {self.config.method!r}; "
+                f"got {saved.method!r} in {path!r}."
+            )
+        self.method.load_state_dict(state["method"])
+        self.data.stream.load_state_dict(state["streams"])
+        set_rng_state(state["rng"])
+        if self.fabric.global_rank != 0:
+            seed_everything(self.config.train.seed + self.fabric.global_rank + state["step"])
+        self.step = int(state["step"])
+        self.last_good_step = self.step
+        extra = state.get("extra", {})
+        self.train_seconds = float(extra.get("train_seconds", 0.0))
+        self.train_images = int(extra.get("train_images", 0))
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self, *, stop_after: int | None = None) -> dict[str, Any]:
+        """Train to ``train.steps`` (module docstring); returns the content of ``results.json``."""
+        t = self.config.train
+        rank0 = self.fabric.global_rank == 0
+        if t.resume is not None:
+            self.restore(t.resume)
+        if rank0:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.config, self.out_dir / "config.yaml")
+        logger = RunLogger(
+            self.out_dir, enabled=rank0, resume_step=self.step if t.resume is not None else None
+        )
+        bar = _progress(t.steps, self.step, enabled=t.progress and rank0, desc=self.config.method)
+        try:
+            while self.step < t.steps:
+                start = time.perf_counter()
+                batch = self.fabric.to_device(next(self.data.stream))
+                logs = self.training_step(batch)
+                self.train_seconds += time.perf_counter() - start
+                self.train_images += batch_size_of(batch) * self.fabric.world_size
+                self.step += 1
+                bar.update(1)
+                bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items()})
+                self._after_step(logger, logs)
+                if stop_after is not None and self.step >= stop_after:
+                    return {"stopped_at": self.step, "out_dir": str(self.out_dir)}
+            return self._finish(logger)
+        finally:
+            bar.close()
+            logger.close()
+
+    def _after_step(self, logger: RunLogger, logs: dict[str, float]) -> None:
+        t = self.config.train
+        row: dict[str, float] = {}
+        if self.step % t.log_every == 0 or self.step == t.steps:
+            row.update(logs)
+            for name, opt in self.method.optimizers.items():
+                row[f"lr/{name}"] = float(opt.param_groups[0]["lr"])
+        if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
+            row.update(_scalars("val", self.evaluate("val")))
+        if self.step == t.steps:
+            self._final_row = row  # logged by _finish together with the final metrics
+        elif row:
+            logger.log(self.step, row)
+        if t.checkpoint_every and self.step % t.checkpoint_every == 0 and self.step < t.steps:
+            self.save_checkpoint()
+
+    def _finish(self, logger: RunLogger) -> dict[str, Any]:
+        self.save_checkpoint()
+        val = self.evaluate("val")
+        test = self.evaluate("test")
+        logger.log(self.step, {**self._final_row, **_scalars("val", val), **_scalars("test", test)})
+        results = {
+            "method": self.config.method,
+            "regime": self.regime,
+            "task": self.config.task,
+            "steps": self.step,
+            "eval_domain": self.data.eval_domain,
+            "val": val,
+            "test": test,
+            "images_per_s": self.train_images / self.train_seconds if self.train_seconds else 0.0,
+            "train_seconds": self.train_seconds,
+            "world_size": self.fabric.world_size,
+            "precision": self.config.train.precision,
+            "checkpoint": str(self.ckpt_path),
+            "out_dir": str(self.out_dir),
+        }
+        if self.fabric.global_rank == 0:
+            (self.out_dir / "results.json").write_text(json.dumps(results, indent=2))
+            from denseloss.viz.curves import plot_curves
+
+            plot_curves(logger.path, self.out_dir / "curves.png")
+        return results
+
+    def _nan_message(self, detail: str) -> str:
+        where = (
+            f"the last good checkpoint ({self.ckpt_path}, step {self.last_good_step}) is kept"
+            if self.last_good_step is not None
+            else "no checkpoint had been written yet"
+        )
+        return f"Trainer: training stopped at step {self.step}: {detail} {where}."
+
+
+def _progress(total: int, initial: int, *, enabled: bool, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, dynamic_ncols=True)
