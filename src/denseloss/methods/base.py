@@ -48,7 +48,7 @@ class OptimConfig:
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 5e-4  # L2 weight decay
     poly_power: float = 0.9  # lr = base · (1 - step/total)^power
-    head_lr_mult: float = 10.0  # LR multiplier of non-encoder parameters (DeepLab-v2 classifier ×10)
+    head_lr_mult: float = 10.0  # LR × this for non-encoder params (DeepLab-v2 classifier ×10)
 
 
 @dataclass(frozen=True)
