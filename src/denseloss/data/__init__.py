@@ -11,6 +11,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from denseloss.data.layouts import layout_datasets
 from denseloss.data.loading import (
     Augmented,
     InfiniteSampler,
@@ -65,6 +66,7 @@ __all__ = [
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "builtin": build_builtin,
 }
+DATASETS.update(layout_datasets())
 
 
 def build_dataset(
