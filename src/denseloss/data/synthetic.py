@@ -347,7 +347,8 @@ def render_scene(
     Returns:
         NumPy arrays: ``image`` (H, W, 3) uint8, ``label`` and ``scribble`` (H, W) int64 with 255
         = ignore, ``depth`` (H, W) float32 > 0 (camera z), ``normal`` (H, W, 3) float32 unit
-        vectors in the camera frame, ``instance`` (H, W) int64 (0 floor, 1 wall, 2+ objects).
+        vectors in the camera frame, ``instance`` (H, W) int64 (0 floor, 1 wall, 2+ objects),
+        ``intrinsics`` (3, 3) float64 pinhole matrix K (pixel centres at integer + 0.5).
     """
     real = domain == "real"
     H = W = size
@@ -463,6 +464,7 @@ def render_scene(
         "depth": t.reshape(H, W).astype(np.float32),
         "normal": normal.astype(np.float32),
         "instance": instance,
+        "intrinsics": np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]]),
     }
 
 
