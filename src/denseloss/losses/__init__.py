@@ -14,6 +14,16 @@ from denseloss.losses.max_square import (
     max_square_loss,
     self_produced_guidance,
 )
+from denseloss.losses.pairwise import (
+    DenseCrfLoss,
+    DfrLoss,
+    FeatureConsistencyLoss,
+    GatedCrfLoss,
+    dense_crf_loss,
+    dfr_loss,
+    feature_consistency_loss,
+    gated_crf_loss,
+)
 from denseloss.losses.regression import DepthLoss, NormalLoss, depth_loss, normal_loss
 from denseloss.losses.structure import (
     StructureHingeLoss,
@@ -25,8 +35,12 @@ from denseloss.losses.structure import (
 __all__ = [
     "AdversarialLoss",
     "CrossEntropyLoss",
+    "DenseCrfLoss",
     "DepthLoss",
+    "DfrLoss",
     "EntropyLoss",
+    "FeatureConsistencyLoss",
+    "GatedCrfLoss",
     "MaxSquareLoss",
     "NormalLoss",
     "SelfProducedGuidance",
@@ -35,8 +49,12 @@ __all__ = [
     "StructureMatchingLoss",
     "adversarial_loss",
     "cross_entropy",
+    "dense_crf_loss",
     "depth_loss",
+    "dfr_loss",
     "entropy_loss",
+    "feature_consistency_loss",
+    "gated_crf_loss",
     "max_square_loss",
     "normal_loss",
     "partial_cross_entropy",
