@@ -42,8 +42,9 @@ def test_train_writes_logs_checkpoint_results_and_curves(tiny_config: RunConfig)
     assert results["val"]["miou"] == saved["val"]["miou"]
     rows = read_metrics_csv(out / "metrics.csv")
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]  # one row per logged step
-    assert "val/miou" in rows[2] and "val/miou" not in rows[3]  # eval_every=3
-    assert "test/miou" in rows[-1] and "loss/seg" in rows[-1]
+    assert "val/miou" in rows[2]  # eval_every=3
+    assert "val/miou" not in rows[3]
+    assert {"test/miou", "loss/seg"} <= set(rows[-1])
     ckpt = load_checkpoint(out)
     assert ckpt["step"] == 6
     assert ckpt["config"]["train"]["steps"] == 6
@@ -66,16 +67,6 @@ def test_resume_is_bit_identical(tiny_config: RunConfig, tmp_path: Path) -> None
     rows_a = read_metrics_csv(full_dir / "metrics.csv")
     rows_b = read_metrics_csv(cut_dir / "metrics.csv")
     assert [r["loss/seg"] for r in rows_a] == [r["loss/seg"] for r in rows_b]
-
-
-def test_resume_differs_without_rng_restore(tiny_config: RunConfig, tmp_path: Path) -> None:
-    # the control for the test above: a fresh 3-step run continued from step 3's weights only
-    # would not match, so bit-identity above is evidence that RNG/stream states are restored
-    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
-    train(_with(tiny_config, out_dir=str(a_dir)), method_cls=TinyMethod)
-    train(_with(tiny_config, out_dir=str(b_dir), seed=1), method_cls=TinyMethod)
-    a, b = _weights(a_dir), _weights(b_dir)
-    assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
 def test_nan_stops_naming_the_term_and_keeps_last_checkpoint(tiny_config: RunConfig) -> None:

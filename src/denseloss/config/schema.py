@@ -34,6 +34,7 @@ __all__ = [
 Accelerator = Literal["cpu", "cuda", "auto"]
 Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
 RunTask = Literal["seg", "depth", "normals"]
+Strategy = Literal["auto", "ddp_spawn", "ddp_fork", "ddp"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ class TrainConfig:
     seed: int = 0  # seed of model initialisation and of every random op during training
     accelerator: Accelerator = "cpu"  # "cpu", "cuda" or "auto"
     devices: int = 1  # number of processes (DDP when > 1: gloo on CPU, NCCL on CUDA)
-    precision: Precision = "32-true"  # "32-true", "bf16-mixed" or "16-mixed" (CUDA only)
+    precision: Precision = "32-true"  # "32-true", "bf16-mixed" or "16-mixed" (→ bf16 on CPU)
+    strategy: Strategy = "auto"  # DDP launcher; auto = ddp_spawn on CPU, ddp on CUDA
     out_dir: str | None = None  # run directory; None = runs/<method>-<timestamp>
     resume: str | None = None  # run directory or .ckpt file to continue exactly from
     eval_batches: int | None = None  # evaluate on at most this many batches per split (None = all)

@@ -96,14 +96,18 @@ def train(
     """
     config = resolve_run_config(config, method_cls=method_cls)
     t = config.train
-    fabric = build_fabric(accelerator=t.accelerator, devices=t.devices, precision=t.precision)
-    return fabric.launch(_fit, config, method_cls, stop_after)
+    fabric = build_fabric(
+        accelerator=t.accelerator, devices=t.devices, precision=t.precision, strategy=t.strategy
+    )
+    # Fabric's spawn launcher rejects frozen dataclasses among the arguments: pass a plain dict.
+    return fabric.launch(_fit, config_to_dict(config), method_cls, stop_after)
 
 
 def _fit(
-    fabric: Any, config: RunConfig, method_cls: type | None, stop_after: int | None
+    fabric: Any, config: dict[str, Any], method_cls: type | None, stop_after: int | None
 ) -> dict[str, Any]:
-    return Trainer(fabric, config, method_cls=method_cls).fit(stop_after=stop_after)
+    trainer = Trainer(fabric, config_from_dict(config), method_cls=method_cls)
+    return trainer.fit(stop_after=stop_after)
 
 
 def batch_size_of(batch: Any) -> int:
