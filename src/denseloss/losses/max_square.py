@@ -19,18 +19,42 @@ def _check_ratio(func: str, ratio: float) -> None:
         raise ValueError(f"{func}: ratio must be in [0, 1]; got {ratio!r}.")
 
 
-def _image_weights(probs: torch.Tensor, valid: torch.Tensor, ratio: float) -> torch.Tensor:
+class _HalfSquareSum(torch.autograd.Function):
+    """-½ Σ_c softmax(z)_c² per pixel, with a one-tensor backward.
+
+    Autograd through softmax → square → sum keeps two (N, C, H, W) tensors alive and allocates
+    three more in backward. With S = Σ_k p_k² saved from the forward, ∂(-½S)/∂z_c = -p_c (p_c - S),
+    which needs one allocation; this keeps the loss near cross-entropy's cost (bench/losses.py).
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, logits: torch.Tensor) -> torch.Tensor:
+        probs = F.softmax(logits, dim=1)
+        square_sum = torch.einsum("nchw,nchw->nhw", probs, probs)  # (N, H, W)
+        ctx.save_for_backward(probs, square_sum)
+        return -0.5 * square_sum
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
+    ) -> torch.Tensor:
+        probs, square_sum = ctx.saved_tensors  # type: ignore[attr-defined]
+        grad = probs - square_sum.unsqueeze(1)
+        return grad.mul_(probs).mul_(-grad_out.unsqueeze(1))
+
+
+def _image_weights(scores: torch.Tensor, valid: torch.Tensor, ratio: float) -> torch.Tensor:
     """Per-pixel weights w = 1 / max(n_{b,c*}^ratio · N_b^(1-ratio), 1); (N, H, W), no grad."""
-    batch, num_classes = probs.shape[:2]
+    batch, num_classes = scores.shape[:2]
     with torch.no_grad():
-        winner = probs.argmax(dim=1).reshape(batch, -1)  # (N, H*W)
-        counted = valid.reshape(batch, -1).to(probs.dtype)
-        per_class = torch.zeros(batch, num_classes, dtype=probs.dtype, device=probs.device)
+        winner = scores.argmax(dim=1).reshape(batch, -1)  # (N, H*W)
+        counted = valid.reshape(batch, -1).to(scores.dtype)
+        per_class = torch.zeros(batch, num_classes, dtype=scores.dtype, device=scores.device)
         per_class.scatter_add_(1, winner, counted)  # n_{b,c}
-        n_winner = per_class.gather(1, winner)  # n_{b,c*} per pixel, (N, H*W)
         n_image = counted.sum(dim=1, keepdim=True)  # N_b
-        denom = (n_winner**ratio * n_image ** (1.0 - ratio)).clamp_min(1.0)
-        return (1.0 / denom).reshape(valid.shape)
+        # weights per (image, class), then looked up per pixel by its argmax c*
+        class_weight = 1.0 / (per_class**ratio * n_image ** (1.0 - ratio)).clamp_min(1.0)
+        return class_weight.gather(1, winner).reshape(valid.shape)
 
 
 def max_square_loss(
@@ -99,8 +123,8 @@ def max_square_loss(
         check_mask(func, valid_mask, logits)
     check_choice(func, "reduction", reduction, REDUCTIONS)
     _check_ratio(func, ratio)
-    probs = F.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
-    loss = -0.5 * probs.square().sum(dim=1)  # (N, H, W)
+    z = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    loss = _HalfSquareSum.apply(z)  # (N, H, W)
     if not image_weighting:
         return masked_reduce(loss, valid_mask, reduction, func=func)
     valid = (
@@ -108,7 +132,8 @@ def max_square_loss(
         if valid_mask is not None
         else torch.ones(loss.shape, dtype=torch.bool, device=loss.device)
     )
-    loss = loss * _image_weights(probs, valid, ratio)
+    # argmax of softmax = argmax of logits: the weights need no probabilities.
+    loss = loss * _image_weights(z.detach(), valid, ratio)
     if reduction == "mean":
         return masked_reduce(loss, valid, "sum", func=func) / max(logits.shape[0], 1)
     return masked_reduce(loss, valid, reduction, func=func)
