@@ -41,17 +41,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _REGRESSION_CHANNELS = {"depth": 1, "normals": 3}
 
 
-def build_predictor(ctx: MethodContext, name: str | None = None) -> nn.Module:
+def build_predictor(
+    ctx: MethodContext, name: str | None = None, kwargs: dict[str, Any] | None = None
+) -> nn.Module:
     """The run's network: a segmenter (``task="seg"``) or a dense regressor (depth / normals).
 
     Args:
         ctx: the method context (model name and kwargs, number of classes, task).
         name: factory name overriding ``ctx.model.name`` (DFR's ViT default).
+        kwargs: factory keyword arguments used with ``name`` (default: ``ctx.model.kwargs``).
     """
     from denseloss.models import build_regressor, build_segmenter
 
     factory = ctx.model.name if name is None else name
-    kwargs = dict(ctx.model.kwargs)
+    kwargs = dict(ctx.model.kwargs if kwargs is None else kwargs)
     if ctx.task == "seg":
         return build_segmenter(factory, num_classes=ctx.num_classes, **kwargs)
     return build_regressor(factory, task=ctx.task, **kwargs)
@@ -185,14 +188,16 @@ def load_segmenter_weights(module: nn.Module, path: str, key: str = "module/segm
     module.load_state_dict(method_state[key])
 
 
-def add_predictor(method: Any, name: str | None = None) -> nn.Module:
+def add_predictor(
+    method: Any, name: str | None = None, kwargs: dict[str, Any] | None = None
+) -> nn.Module:
     """Build the run's network and set it up with the recipes' SGD as ``method.nets[key]``.
 
     The key is ``"segmenter"`` for segmentation and ``"regressor"`` for depth / normals (the name
     trainer checkpoints and ``init_from`` look the weights up by).
     """
     key = "segmenter" if method.ctx.task == "seg" else "regressor"
-    return method.add_module(key, build_predictor(method.ctx, name), method.sgd())
+    return method.add_module(key, build_predictor(method.ctx, name, kwargs), method.sgd())
 
 
 @torch.no_grad()

@@ -95,9 +95,7 @@ def poly_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, power: fl
     return LambdaLR(optimizer, lambda t: max(0.0, 1.0 - t / total) ** power)
 
 
-def split_param_groups(
-    module: nn.Module, lr: float, head_lr_mult: float
-) -> list[dict[str, Any]]:
+def split_param_groups(module: nn.Module, lr: float, head_lr_mult: float) -> list[dict[str, Any]]:
     """Encoder parameters at ``lr``, every other trainable parameter at ``lr · head_lr_mult``.
 
     Modules built by ``denseloss.models`` expose ``.encoder``; a module without one is all head.
@@ -161,9 +159,9 @@ class Method:
         self.nets[name] = module
         return module
 
-    def sgd(self, lr: float | None = None, head_lr_mult: float | None = None) -> Callable[
-        [nn.Module], torch.optim.Optimizer
-    ]:
+    def sgd(
+        self, lr: float | None = None, head_lr_mult: float | None = None
+    ) -> Callable[[nn.Module], torch.optim.Optimizer]:
         """Factory of the recipes' SGD (momentum, weight decay, head LR multiplier from ctx)."""
         o = self.ctx.optim
         base = o.lr if lr is None else lr

@@ -51,17 +51,19 @@ class DFR(Method):
     class Config:
         """Hyperparameters of DFR (no reference; each default says where it comes from)."""
 
-        # Paper: ViT backbone. None = "vit" when the run's model is the library default
-        # (ModelConfig().name), else the run's model, so all scribble methods can share one
-        # backbone for a fair comparison; a name here always wins.
+        # Paper: ViT backbone. None = "vit" (built with ``segmenter_kwargs``) when the run's model
+        # is the library default (ModelConfig().name), else the run's model with its kwargs, so
+        # all scribble methods can share one backbone for a fair comparison; a name here always
+        # wins (and is built with ``segmenter_kwargs``).
         segmenter: str | None = None
+        segmenter_kwargs: dict[str, Any] | None = None  # None = the factory's defaults
         # Ours: the Gated CRF reference weight (0.1), the closest published local-window loss.
         reg_weight: float = 0.1
         fc_weight: float = 1.0  # ours: the consistency term is O(1), on pCE's scale
         # Gated CRF reference r = 5, σxy = 6 on stride-4 maps; scaled for the 8² maps of 64²
         # images at stride 8 (see PartialCEGatedCRF).
-        radius: int = 3
-        sigma_xy: float = 3.0
+        radius: int = 3  # scaled Gated CRF radius 5 (see above)
+        sigma_xy: float = 3.0  # scaled Gated CRF σxy 6 (see above)
         sigma_rgb: float = 0.1  # dfr_loss default (on the [0, 1] image)
         sigma_deep: float = 0.5  # dfr_loss default: k_d = exp(-4 (1 - cos))
         head_channels: int = 64  # FeatureConsistencyHead default width
@@ -74,7 +76,11 @@ class DFR(Method):
         from denseloss.models import FeatureConsistencyHead
 
         super().__init__(config, ctx)
-        self.net = add_predictor(self, self.backbone_name(config, ctx))
+        name = self.backbone_name(config, ctx)
+        if name == ctx.model.name and config.segmenter is None:
+            self.net = add_predictor(self)
+        else:
+            self.net = add_predictor(self, name, config.segmenter_kwargs or {})
         head = FeatureConsistencyHead(self.net.feature_channels, out_channels=config.head_channels)
         self.head = self.add_module("consistency_head", head, self.sgd())
 

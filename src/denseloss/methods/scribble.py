@@ -151,8 +151,8 @@ class PartialCEGatedCRF(PartialCE):
         # Reference radius 5 and σxy 6 on stride-4 maps of 256² crops (20 / 24 image pixels).
         # Scaled for the built-in data: on the 8² maps of 64² images at stride 8 the same image
         # extent is 2.5 / 3 map pixels.
-        radius: int = 3
-        sigma_xy: float = 3.0
+        radius: int = 3  # scaled reference radius 5 (see above)
+        sigma_xy: float = 3.0  # scaled reference σxy 6 (see above)
         sigma_rgb: float = 0.1  # reference σ on the mean/std-normalised image
         warmup_fraction: float = 0.005  # reference: Gated CRF enabled after 0.5 % of training
 
