@@ -118,8 +118,8 @@ def test_pne_output_is_scalar(dtype):
     assert out.dtype == dtype
 
 
-def test_pne_hand_computed_with_cyclic_tiling():
-    emb, logits, labels = _hand_case()
+def test_pne_hand_computed_with_cyclic_tiling(device):
+    emb, logits, labels = (t.to(device) for t in _hand_case())
     # One pair (j=1 predicted, k=0 true): anchor {3}; positives TT_0 = {0,1,2} tiled to P=4 as
     # [0,1,2,0]; negatives TT_1 = {4,5} tiled as [4,5,4,5]. Cosines with the anchor (2,0):
     # e0 -> 1, e1 -> 0, e2 -> -1, e4 -> 0, e5 -> -1.
@@ -130,12 +130,12 @@ def test_pne_hand_computed_with_cyclic_tiling():
     s_neg = 2 + 2 / E
     expected = math.log(1 + s_neg / s_pos) / 4
     assert expected == pytest.approx(0.1064593, abs=1e-7)
-    assert_close(pne_loss(emb, logits, labels, patch_size=4), expected)
+    assert_close(pne_loss(emb, logits, labels, patch_size=4).cpu(), expected)
     # temperature divides the cosine: tau = 0.5 doubles every exponent.
     s_pos = 2 * 0.75 * E**2 + 0.8 + 0.75 / E**2
     s_neg = 2 + 2 / E**2
     out = pne_loss(emb, logits, labels, patch_size=4, temperature=0.5)
-    assert_close(out, math.log(1 + s_neg / s_pos) / 4)
+    assert_close(out.cpu(), math.log(1 + s_neg / s_pos) / 4)
 
 
 def test_pne_truncation_keeps_full_anchor_count_in_normaliser():
@@ -170,7 +170,7 @@ def test_pne_negatives_fall_back_to_anchors():
         (1, 8, 15, {"patch_size": 3, "temperature": 0.2, "gate": (1, 6)}),
     ],
 )
-def test_pne_matches_loop_reference(seed, classes, size, kw):
+def test_pne_matches_loop_reference(seed, classes, size, kw, device):
     emb, logits, labels = _scene(seed, c=classes, size=size)
     emb = emb.requires_grad_()
     expected, stats = pne_reference(emb, logits, labels, **kw)
@@ -179,10 +179,11 @@ def test_pne_matches_loop_reference(seed, classes, size, kw):
     assert stats["gated"] > 0
     assert stats["self_negatives"] > 0
     (grad_expected,) = torch.autograd.grad(expected, emb)
-    out = pne_loss(emb, logits, labels, **kw)
-    (grad,) = torch.autograd.grad(out, emb)
-    assert_close(out, expected.detach())
-    assert_close(grad, grad_expected)
+    emb_d = emb.detach().to(device).requires_grad_()
+    out = pne_loss(emb_d, logits.to(device), labels.to(device), **kw)
+    (grad,) = torch.autograd.grad(out, emb_d)
+    assert_close(out.cpu(), expected.detach())
+    assert_close(grad.cpu(), grad_expected)
 
 
 def test_pne_logits_at_label_resolution_are_resized():
@@ -355,8 +356,8 @@ def _contrast_case():
     return emb, labels, preds
 
 
-def test_pixel_contrast_hand_computed():
-    emb, labels, preds = _contrast_case()
+def test_pixel_contrast_hand_computed(device):
+    emb, labels, preds = (t.to(device) for t in _contrast_case())
     # 4 pixels per class > max_views 3; n_view = min(4 // 2, 3) = 2: one hard + one easy each,
     # so the views are {u0, h0, u1, h1} whichever pixels are drawn. Dot products:
     # u0.h0 = 0, u0.u1 = -1, u0.h1 = 0, h0.u1 = 0, h0.h1 = 1, u1.h1 = 0.
@@ -365,11 +366,11 @@ def test_pixel_contrast_hand_computed():
     # u1, h1 mirror u0, h0.  L = (tau/tau_b) * (log(2 + 1/e) + log(2 + e)) / 2 = 1.20666 (tau=1)
     kw = {"max_samples": 4, "max_views": 3}
     out = pixel_contrast_loss(emb, labels, preds, temperature=1.0, base_temperature=1.0, **kw)
-    assert_close(out, (math.log(2 + 1 / E) + math.log(2 + E)) / 2)
+    assert_close(out.cpu(), (math.log(2 + 1 / E) + math.log(2 + E)) / 2)
     # tau = 0.1, tau_b = 0.07: exponents are dot / 0.1
     out = pixel_contrast_loss(emb, labels, preds, temperature=0.1, base_temperature=0.07, **kw)
     a = math.log(1 + math.exp(-10) + 1) + math.log(1 + 1 + math.exp(10))
-    assert_close(out, 0.1 / 0.07 * a / 2)
+    assert_close(out.cpu(), 0.1 / 0.07 * a / 2)
 
 
 def test_pixel_contrast_output_dtype(dtype):

@@ -237,17 +237,19 @@ def pne_loss(
 
     batch, dim, height, width = embeddings.shape
     emb = embeddings.to(_compute_dtype(embeddings))
-    emb_flat = emb.permute(0, 2, 3, 1).reshape(batch * height * width, dim)  # (N*h*w, D)
+    emb_flat = emb.reshape(batch, dim, height * width)  # (N, D, h*w), a view
 
     with torch.no_grad():
         plan = _pne_plan(logits, labels, (height, width), patch_size, gate, ignore_index, emb.dtype)
     if plan is None:
         return _zero_like_graph(emb)
 
-    anchors = emb_flat[plan.anchor_table]  # (N, A, D), the only path of the gradient
+    area = height * width
+    # (N, A, D), read by advanced indexing (no copy of the whole map); the gradient's only path.
+    anchors = emb_flat[plan.anchor_table // area, :, plan.anchor_table % area]
     # The reference detaches the anchor's norm: the gradient flows through the dot product only.
     anchors = anchors / anchors.detach().norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)
-    targets = emb_flat.detach()[plan.target_table]  # (N, T, D): positives and negatives
+    targets = emb_flat.detach()[plan.target_table // area, :, plan.target_table % area]  # (N, T, D)
     targets = targets / targets.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)
     cosine = torch.bmm(anchors, targets.transpose(1, 2)) / temperature  # (N, A, T)
     per_anchor = cosine.reshape(-1, cosine.shape[-1])[plan.anchor_slot]  # (M, T)
@@ -604,7 +606,7 @@ def pixel_contrast_loss(
 
     batch, dim, height, width = embeddings.shape
     emb = embeddings.to(_compute_dtype(embeddings))
-    emb_flat = emb.permute(0, 2, 3, 1).reshape(-1, dim)  # (N*h*w, D)
+    emb_flat = emb.reshape(batch, dim, height * width)  # (N, D, h*w), a view
     with torch.no_grad():
         target = _resize_nearest(labels, (height, width)).reshape(batch, -1)
         pred = _resize_nearest(predictions, (height, width)).reshape(batch, -1)
@@ -619,7 +621,8 @@ def pixel_contrast_loss(
     if index.numel() == 0 or bool((cls == cls[0]).all()):
         return _zero_like_graph(emb)
 
-    feats = F.normalize(emb_flat[index], dim=1)  # (M, D)
+    area = height * width
+    feats = F.normalize(emb_flat[index // area, :, index % area], dim=1)  # (M, D)
     logits = feats @ feats.T / temperature  # (M, M)
     same = cls[:, None] == cls[None, :]
     positive = same & ~torch.eye(cls.numel(), dtype=torch.bool, device=cls.device)
