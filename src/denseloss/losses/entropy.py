@@ -14,6 +14,29 @@ from denseloss.losses._reduction import REDUCTIONS, Reduction, masked_reduce
 __all__ = ["EntropyLoss", "entropy_loss"]
 
 
+class _Entropy(torch.autograd.Function):
+    """H = -Σ_c p_c log p_c per pixel from log_softmax, with a lean backward.
+
+    With log p and H saved from the forward, ∂H/∂z_c = -p_c (log p_c + H): two temporaries in
+    backward instead of autograd's chain through log_softmax, exp, mul and sum.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, logits: torch.Tensor) -> torch.Tensor:
+        logp = F.log_softmax(logits, dim=1)
+        entropy = -torch.einsum("nchw,nchw->nhw", logp.exp(), logp)  # (N, H, W)
+        ctx.save_for_backward(logp, entropy)
+        return entropy
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
+    ) -> torch.Tensor:
+        logp, entropy = ctx.saved_tensors  # type: ignore[attr-defined]
+        grad = logp + entropy.unsqueeze(1)
+        return grad.mul_(logp.exp()).mul_(-grad_out.unsqueeze(1))
+
+
 def entropy_loss(
     logits: torch.Tensor,
     *,
@@ -67,8 +90,7 @@ def entropy_loss(
         raise ValueError(
             f"{func}: logits must have at least 2 classes when normalize=True; got {num_classes}."
         )
-    logp = F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
-    loss = -(logp.exp() * logp).sum(dim=1)  # (N, H, W)
+    loss = _Entropy.apply(logits.to(torch.promote_types(logits.dtype, torch.float32)))
     if normalize:
         loss = loss / math.log(num_classes)
     return masked_reduce(loss, valid_mask, reduction, func=func)
