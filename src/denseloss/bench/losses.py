@@ -31,7 +31,7 @@ from torch.profiler import ProfilerActivity, profile
 __all__ = ["CASES", "bench_losses", "format_table", "run_bench"]
 
 DEFAULT_SHAPES: tuple[tuple[int, int, int, int], ...] = ((8, 19, 256, 256), (2, 19, 512, 512))
-QUICK_SHAPES: tuple[tuple[int, int, int, int], ...] = ((2, 19, 64, 64),)
+QUICK_SHAPES: tuple[tuple[int, int, int, int], ...] = ((2, 19, 32, 32),)
 EMBED_DIM = 256  # PNE / pixel-contrast projection width
 EMBED_STRIDE = 8  # embeddings at 1/8 of the logits' resolution
 DEEP_DIM = 64  # feature-consistency head width (DFR)
