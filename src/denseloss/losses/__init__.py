@@ -6,6 +6,7 @@ from denseloss.losses.adversarial import (
     adversarial_loss,
     semi_supervised_loss,
 )
+from denseloss.losses.contrastive import PixelContrastLoss, PneLoss, pixel_contrast_loss, pne_loss
 from denseloss.losses.cross_entropy import CrossEntropyLoss, cross_entropy, partial_cross_entropy
 from denseloss.losses.entropy import EntropyLoss, entropy_loss
 from denseloss.losses.max_square import (
@@ -33,6 +34,10 @@ from denseloss.losses.structure import (
 )
 
 __all__ = [
+    "PixelContrastLoss",
+    "PneLoss",
+    "pixel_contrast_loss",
+    "pne_loss",
     "AdversarialLoss",
     "CrossEntropyLoss",
     "DenseCrfLoss",
