@@ -34,10 +34,6 @@ from denseloss.losses.structure import (
 )
 
 __all__ = [
-    "PixelContrastLoss",
-    "PneLoss",
-    "pixel_contrast_loss",
-    "pne_loss",
     "AdversarialLoss",
     "CrossEntropyLoss",
     "DenseCrfLoss",
@@ -48,6 +44,8 @@ __all__ = [
     "GatedCrfLoss",
     "MaxSquareLoss",
     "NormalLoss",
+    "PixelContrastLoss",
+    "PneLoss",
     "SelfProducedGuidance",
     "SemiSupervisedLoss",
     "StructureHingeLoss",
@@ -63,6 +61,8 @@ __all__ = [
     "max_square_loss",
     "normal_loss",
     "partial_cross_entropy",
+    "pixel_contrast_loss",
+    "pne_loss",
     "self_produced_guidance",
     "semi_supervised_loss",
     "structure_hinge_loss",
