@@ -43,6 +43,15 @@ ADVERSARIES = {
 CASES = [(name, task) for name, cls in METHODS.items() for task in cls.tasks]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: these tiny nets only pay thread overhead (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _labels(generator: torch.Generator) -> torch.Tensor:
     """Blocky labels: class 0 left, 1 right, 2 a square; some 255."""
     y = torch.zeros(N, H, W, dtype=torch.long)
