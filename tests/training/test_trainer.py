@@ -96,3 +96,31 @@ def test_bf16_mixed_on_cpu_runs_with_finite_loss(tiny_config: RunConfig) -> None
     rows = read_metrics_csv(Path(cfg.train.out_dir) / "metrics.csv")
     assert all(torch.isfinite(torch.tensor(r["loss/seg"])) for r in rows)
     assert results["precision"] == "bf16-mixed"
+
+
+@pytest.mark.parametrize(
+    ("regime", "keys", "labelled"),
+    [
+        ("full", None, True),
+        ("scribble", None, False),
+        ("semi", {"labeled", "unlabeled", "gt"}, {"labeled": True, "unlabeled": False, "gt": True}),
+        ("uda", {"source", "target"}, {"source": True, "target": False}),
+    ],
+)
+def test_stream_layout_per_regime(
+    tiny_config: RunConfig, regime: str, keys: set | None, labelled: object
+) -> None:
+    from denseloss.training.streams import build_train_data
+
+    data = build_train_data(tiny_config.data, regime)
+    batch = next(data.stream)
+    if keys is None:
+        assert ("label" in batch) is labelled
+        assert "scribble" in batch
+    else:
+        assert set(batch) == keys
+        for name, has_label in labelled.items():  # type: ignore[union-attr]
+            assert ("label" in batch[name]) is has_label, name
+            assert batch[name]["image"].shape == (4, 3, 32, 32)
+    assert data.eval_domain == ("real" if regime == "uda" else "synthetic")
+    assert set(data.stream.state_dict())  # positions are checkpointable
