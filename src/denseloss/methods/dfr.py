@@ -10,8 +10,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from denseloss.losses import partial_cross_entropy
-from denseloss.losses.pairwise import dfr_loss, feature_consistency_loss
+from denseloss.losses import dfr_loss, feature_consistency_loss, partial_cross_entropy
 from denseloss.methods._common import (
     add_predictor,
     as_floats,

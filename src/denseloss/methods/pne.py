@@ -15,8 +15,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from denseloss.losses import cross_entropy
-from denseloss.losses.contrastive import pixel_contrast_loss, pne_loss
+from denseloss.losses import cross_entropy, pixel_contrast_loss, pne_loss
 from denseloss.methods._common import (
     add_predictor,
     as_floats,

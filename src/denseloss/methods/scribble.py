@@ -18,8 +18,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from denseloss.losses import partial_cross_entropy
-from denseloss.losses.pairwise import dense_crf_loss, gated_crf_loss
+from denseloss.losses import dense_crf_loss, gated_crf_loss, partial_cross_entropy
 from denseloss.methods._common import (
     add_predictor,
     as_floats,
