@@ -1,0 +1,84 @@
+"""``denseloss reproduce``: run the studies behind the README's tables."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _parser() -> argparse.ArgumentParser:
+    from denseloss.reproduce import QUICK_STUDIES, STUDIES
+
+    p = argparse.ArgumentParser(
+        prog="denseloss reproduce",
+        description=(
+            "Run named studies (mean ± std over seeds, markdown table + figure per study). "
+            "Finished runs are skipped on a rerun, so a study can be stopped and continued."
+        ),
+    )
+    p.add_argument(
+        "studies",
+        nargs="*",
+        metavar="STUDY",
+        help=f"studies among {sorted(STUDIES)} (default: {' '.join(QUICK_STUDIES)})",
+    )
+    p.add_argument("--quick", action="store_true", help="the reduced budget (README main job)")
+    p.add_argument("--budget", choices=["quick", "full"], default=None, help="budget name")
+    p.add_argument("--out", default=None, help="output root (default results/<budget>)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds")
+    p.add_argument("--only", nargs="+", default=None, help="run keys to restrict a study to")
+    p.add_argument("--steps", type=int, default=None, help="override the steps of every run")
+    p.add_argument("--accelerator", default=None, help="cpu, cuda or auto")
+    p.add_argument("--devices", type=int, default=None, help="processes per run (DDP when > 1)")
+    p.add_argument("--precision", default=None, help="32-true, bf16-mixed or 16-mixed")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``denseloss reproduce``; returns the exit status."""
+    from denseloss.reproduce import QUICK_STUDIES, STUDIES, run_study
+
+    args = _parser().parse_args(argv)
+    budget = args.budget or ("quick" if args.quick or not args.studies else "full")
+    studies = list(args.studies) or list(QUICK_STUDIES)
+    unknown = sorted(set(studies) - set(STUDIES))
+    if unknown:
+        raise ValueError(
+            f"denseloss reproduce: studies must be among {sorted(STUDIES)}; got {unknown}."
+        )
+    out = Path(args.out or f"results/{budget}")
+
+    def overrides(cfg: Any) -> Any:
+        train: dict[str, Any] = {}
+        if args.steps is not None:
+            train["steps"] = args.steps
+        if args.accelerator is not None:
+            train["accelerator"] = args.accelerator
+        if args.devices is not None:
+            train["devices"] = args.devices
+        if args.precision is not None:
+            train["precision"] = args.precision
+        return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train))
+
+    start = time.perf_counter()
+    parts = []
+    for study in studies:
+        summary = run_study(
+            study,
+            budget=budget,
+            out=out,
+            seeds=tuple(args.seeds) if args.seeds else None,
+            only=tuple(args.only) if args.only else None,
+            overrides=overrides,
+        )
+        parts.append(summary["markdown"])
+        print(summary["markdown"])
+    minutes = (time.perf_counter() - start) / 60
+    report = "\n\n".join(parts) + f"\n\n_Total wall time: {minutes:.1f} min._\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "REPORT.md").write_text(report)
+    print(f"denseloss reproduce: wrote {out / 'REPORT.md'} ({minutes:.1f} min)")
+    return 0

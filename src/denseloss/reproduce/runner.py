@@ -1,0 +1,226 @@
+"""Run a study seed by seed, resumably, and write its markdown tables and figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from denseloss.reproduce.studies import BUDGETS, Budget, Run, study_runs, with_seed
+
+__all__ = ["aggregate", "format_tables", "plot_study", "run_study"]
+
+RESULTS = "results.json"
+
+
+def _train(config: Any) -> dict[str, Any]:
+    from denseloss.training.trainer import train
+
+    return train(config)
+
+
+def run_study(
+    study: str,
+    *,
+    budget: str | Budget = "quick",
+    out: str | Path = "results",
+    seeds: tuple[int, ...] | None = None,
+    only: tuple[str, ...] | None = None,
+    overrides: Callable[[Any], Any] | None = None,
+    train_fn: Callable[[Any], dict[str, Any]] = _train,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run every (run, seed) of ``study`` that has no ``results.json`` yet, then aggregate.
+
+    Args:
+        study: a key of ``STUDIES`` ("semi", "uda", "scribble", "full", "real").
+        budget: "quick", "full" or a :class:`Budget`.
+        out: root folder; runs land in ``<out>/<study>/<run key>/seed<k>/``.
+        seeds: training seeds (default: the budget's).
+        only: run keys to restrict to (their ``init_from`` dependencies run too).
+        overrides: optional function applied to every concrete ``RunConfig`` (e.g. devices).
+        train_fn: the training function (``denseloss.training.trainer.train``; tests swap it).
+        log: where progress lines go.
+
+    Returns:
+        ``{"study", "budget", "tables": {...}, "markdown", "seconds"}``; also written to
+        ``<out>/<study>/summary.json`` and ``<out>/<study>/table.md``.
+    """
+    b = BUDGETS[budget] if isinstance(budget, str) else budget
+    runs = study_runs(study, b)
+    by_key = {r.key: r for r in runs}
+    if only:
+        unknown = sorted(set(only) - set(by_key))
+        if unknown:
+            raise ValueError(
+                f"run_study: only must name runs of study {study!r} ({sorted(by_key)}); "
+                f"got {unknown}."
+            )
+        wanted = set(only)
+        for k in list(wanted):
+            dep = by_key[k].init_from
+            while dep is not None:
+                wanted.add(dep)
+                dep = by_key[dep].init_from
+        runs = [r for r in runs if r.key in wanted]
+    root = Path(out) / study
+    seeds = tuple(b.seeds if seeds is None else seeds)
+    start = time.perf_counter()
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    for seed in seeds:
+        for run in runs:  # dependencies come first in every study's list
+            run_dir = root / run.key / f"seed{seed}"
+            done = run_dir / RESULTS
+            if done.exists():
+                results[(run.key, seed)] = json.loads(done.read_text())
+                log(f"[{study}] {run.key} seed {seed}: done earlier, skipped")
+                continue
+            init_ckpt = None
+            if run.init_from is not None:
+                init_ckpt = str(root / run.init_from / f"seed{seed}" / "checkpoints" / "last.ckpt")
+            cfg = with_seed(run, seed, str(run_dir), init_ckpt)
+            if overrides is not None:
+                cfg = overrides(cfg)
+            t0 = time.perf_counter()
+            res = train_fn(cfg)
+            results[(run.key, seed)] = res
+            if not done.exists():  # the trainer writes it; a custom train_fn may not
+                run_dir.mkdir(parents=True, exist_ok=True)
+                done.write_text(json.dumps(res, indent=2))
+            head = run.metrics[0]
+            log(
+                f"[{study}] {run.key} seed {seed}: test {head[1]} = "
+                f"{_metric(res, head[0]):.4g} ({time.perf_counter() - t0:.0f} s)"
+            )
+    tables = aggregate(runs, results, seeds)
+    markdown = format_tables(study, tables, b, seeds)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "table.md").write_text(markdown)
+    summary = {
+        "study": study,
+        "budget": b.__dict__ if not isinstance(budget, str) else budget,
+        "seeds": list(seeds),
+        "tables": tables,
+        "seconds": time.perf_counter() - start,
+    }
+    (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    plot_study(tables, root / "figure.png", title=study)
+    summary["markdown"] = markdown
+    return summary
+
+
+def _metric(res: dict[str, Any], key: str) -> float:
+    value = res.get("test", {}).get(key, float("nan"))
+    return float(value) if isinstance(value, (int, float)) else float("nan")
+
+
+def aggregate(
+    runs: list[Run], results: dict[tuple[str, int], dict[str, Any]], seeds: tuple[int, ...]
+) -> dict[str, Any]:
+    """Mean and sample std over seeds of each run's test metrics, grouped by table.
+
+    Returns:
+        ``{table: {"rows": [...], "cols": [...], "metrics": [...], "cells": {row: {col:
+        {metric: {"mean", "std", "n", "values"}}}}}}``.
+    """
+    tables: dict[str, Any] = {}
+    for run in runs:
+        t = tables.setdefault(
+            run.table,
+            {"rows": [], "cols": [], "metrics": [list(m) for m in run.metrics], "cells": {}},
+        )
+        if run.row not in t["rows"]:
+            t["rows"].append(run.row)
+        if run.col not in t["cols"]:
+            t["cols"].append(run.col)
+        cell = {}
+        for key, _, _ in run.metrics:
+            values = [_metric(results[(run.key, s)], key) for s in seeds if (run.key, s) in results]
+            values = [v for v in values if not math.isnan(v)]
+            cell[key] = {
+                "mean": statistics.fmean(values) if values else float("nan"),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "n": len(values),
+                "values": values,
+            }
+        t["cells"].setdefault(run.row, {})[run.col] = cell
+    return tables
+
+
+def _fmt(cell: dict[str, Any], scale: float) -> str:
+    if not cell["n"]:
+        return "—"
+    return f"{cell['mean'] * scale:.1f} ± {cell['std'] * scale:.1f}"
+
+
+def format_tables(
+    study: str, tables: dict[str, Any], budget: Budget, seeds: tuple[int, ...]
+) -> str:
+    """Markdown: one table per (table, metric); mean ± std over seeds, best mean in bold."""
+    lines = [
+        f"### Study `{study}`",
+        "",
+        f"Test split, mean ± std over seeds {list(seeds)}; {budget.steps} steps "
+        f"({budget.adapt_steps} for runs initialised from another run), {budget.size}² images, "
+        f"{budget.train_length} training scenes, batch {budget.batch_size}.",
+        "",
+    ]
+    for name, t in tables.items():
+        for key, title, higher in t["metrics"]:
+            ratio = key in ("miou", "boundary_f1", "pixel_acc", "delta1", "delta2", "delta3")
+            scale = 100.0 if ratio else 1.0
+            unit = " (%)" if ratio else ""
+            lines.append(f"**{name}: {title}{unit}** ({'higher' if higher else 'lower'} is better)")
+            lines.append("")
+            lines.append("| | " + " | ".join(t["cols"]) + " |")
+            lines.append("|---" * (len(t["cols"]) + 1) + "|")
+            for row in t["rows"]:
+                cells = t["cells"].get(row, {})
+                means = {c: cells[c][key]["mean"] for c in cells if cells[c][key]["n"]}
+                best = (max if higher else min)(means, key=means.get) if means else None
+                out = []
+                for col in t["cols"]:
+                    if col not in cells:
+                        out.append("")
+                        continue
+                    text = _fmt(cells[col][key], scale)
+                    out.append(f"**{text}**" if col == best else text)
+                lines.append(f"| {row} | " + " | ".join(out) + " |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def plot_study(tables: dict[str, Any], path: str | Path, *, title: str = "") -> Path:
+    """Grouped bar chart of each table's first metric, with ±std error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(tables)
+    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 3.8), squeeze=False)
+    for ax, (name, t) in zip(axes[0], tables.items()):
+        key, mtitle, _ = t["metrics"][0]
+        width = 0.8 / max(1, len(t["cols"]))
+        for j, col in enumerate(t["cols"]):
+            xs, ys, es = [], [], []
+            for i, row in enumerate(t["rows"]):
+                cell = t["cells"].get(row, {}).get(col)
+                if cell and cell[key]["n"]:
+                    xs.append(i + j * width)
+                    ys.append(cell[key]["mean"])
+                    es.append(cell[key]["std"])
+            ax.bar(xs, ys, width, yerr=es, capsize=2, label=col)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(t["rows"]))], t["rows"])
+        ax.set_ylabel(mtitle)
+        ax.set_title(f"{title}: {name}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

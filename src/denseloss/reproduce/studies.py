@@ -1,0 +1,295 @@
+"""The studies behind the README's tables: which runs, on which data, with which budget.
+
+A study is a list of :class:`Run` templates (seed-free); ``runner.run_study`` runs each for every
+seed, writes each finished run's ``results.json`` at once (a rerun skips finished runs, so a long
+study can be stopped and continued at any moment), and aggregates the test-split metrics as
+mean ± std over seeds. Every method of a study sees the same data (the data seed is fixed per
+study; only the training seed varies) and the same budget; model selection never looks at the
+test split (the final model is the last step's).
+
+Budgets: ``quick`` is the README's main job (studies 1–4 in ≤ 15 minutes on 2 CPU cores);
+``full`` is the longer schedule behind the README's tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from denseloss.config.schema import DataConfig, RunConfig, TrainConfig
+from denseloss.methods.base import ModelConfig, OptimConfig
+
+__all__ = ["BUDGETS", "STUDIES", "Budget", "Run", "study_runs"]
+
+Metric = tuple[str, str, bool]  # (key in results["test"], column title, higher is better)
+
+SEG_METRICS: tuple[Metric, ...] = (("miou", "mIoU", True),)
+FULL_SEG_METRICS: tuple[Metric, ...] = (("miou", "mIoU", True), ("boundary_f1", "BF1", True))
+DEPTH_METRICS: tuple[Metric, ...] = (
+    ("abs_rel", "AbsRel", False),
+    ("rmse", "RMSE", False),
+    ("delta1", "δ<1.25", True),
+)
+NORMAL_METRICS: tuple[Metric, ...] = (
+    ("mean", "mean°", False),
+    ("median", "median°", False),
+    ("within_11.25", "<11.25°", True),
+    ("within_22.5", "<22.5°", True),
+    ("within_30", "<30°", True),
+)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Schedule of one study budget (applies to every run of the study)."""
+
+    steps: int  # optimisation steps of a run trained from scratch
+    adapt_steps: int  # steps of a run initialised from another run's checkpoint (UDA)
+    size: int  # scene side in pixels
+    train_length: int  # training scenes
+    val_length: int  # validation scenes
+    test_length: int  # test scenes
+    batch_size: int  # batch per device
+    seeds: tuple[int, ...]  # training seeds
+    fractions: tuple[float, ...]  # labelled fractions of the semi study
+    lr: float = 0.01  # base learning rate (SGD, poly)
+
+
+BUDGETS: dict[str, Budget] = {
+    "quick": Budget(
+        steps=200,
+        adapt_steps=100,
+        size=64,
+        train_length=400,
+        val_length=48,
+        test_length=96,
+        batch_size=8,
+        seeds=(0, 1),
+        fractions=(0.125, 1.0),
+    ),
+    "full": Budget(
+        steps=1500,
+        adapt_steps=600,
+        size=64,
+        train_length=2000,
+        val_length=100,
+        test_length=200,
+        batch_size=8,
+        seeds=(0, 1, 2),
+        fractions=(0.125, 0.25, 0.5, 1.0),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One cell of a study table, before a seed is chosen.
+
+    Attributes:
+        key: unique directory name inside the study folder.
+        table: which table of the study the run belongs to ("seg", "depth", ...).
+        row: row label in that table.
+        col: column label (usually the method name).
+        config: the run config; ``train.seed`` and ``train.out_dir`` are set per seed.
+        init_from: key of a run (same seed) whose final checkpoint initialises this one.
+        metrics: which test metrics the table shows.
+    """
+
+    key: str
+    table: str
+    row: str
+    col: str
+    config: RunConfig
+    init_from: str | None = None
+    metrics: tuple[Metric, ...] = SEG_METRICS
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _config(
+    method: str,
+    budget: Budget,
+    *,
+    task: Literal["seg", "depth", "normals"] = "seg",
+    steps: int | None = None,
+    model: str = "deeplabv2",
+    data: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    lr: float | None = None,
+) -> RunConfig:
+    return RunConfig(
+        method=method,
+        task=task,
+        data=DataConfig(
+            size=budget.size,
+            train_length=budget.train_length,
+            val_length=budget.val_length,
+            test_length=budget.test_length,
+            batch_size=budget.batch_size,
+            eval_batch_size=16,
+            seed=0,
+            **(data or {}),
+        ),
+        model=ModelConfig(name=model),
+        optim=OptimConfig(lr=budget.lr if lr is None else lr),
+        train=TrainConfig(
+            steps=budget.steps if steps is None else steps,
+            eval_every=0,
+            checkpoint_every=0,
+            log_every=10,
+            progress=False,
+        ),
+        params=dict(params or {}),
+    )
+
+
+def _semi(b: Budget) -> list[Run]:
+    runs = []
+    for frac in b.fractions:
+        label = "full" if frac >= 1 else f"1/{round(1 / frac)}"
+        for method in ("ce_labeled_only", "adv", "advsemi"):
+            if frac >= 1 and method == "advsemi":
+                continue  # no unlabelled data at the full fraction (as in the paper's table)
+            runs.append(
+                Run(
+                    key=f"{label.replace('/', '_')}-{method}",
+                    table="seg",
+                    row=label,
+                    col=method,
+                    config=_config(method, b, data={"labeled_fraction": frac}),
+                )
+            )
+    return runs
+
+
+def _uda(b: Budget) -> list[Run]:
+    runs = [Run("source_only", "seg", "synthetic→real", "source_only", _config("source_only", b))]
+    for method in ("minent", "maxsquare", "maxsquare_iw"):
+        runs.append(
+            Run(
+                method,
+                "seg",
+                "synthetic→real",
+                method,
+                _config(method, b, steps=b.adapt_steps),
+                init_from="source_only",
+            )
+        )
+    # the multi-level variant needs the aux classifier trained on the source as well: its own
+    # source-only warm-up is the same network, so it starts from the same checkpoint.
+    runs.append(
+        Run(
+            "maxsquare_iw_multi",
+            "seg",
+            "synthetic→real",
+            "maxsquare_iw_multi",
+            _config("maxsquare_iw_multi", b, steps=b.adapt_steps),
+            init_from="source_only",
+        )
+    )
+    runs.append(
+        Run(
+            "oracle",
+            "seg",
+            "synthetic→real",
+            "oracle (target labels)",
+            _config("ce", b, data={"domain": "real"}),
+        )
+    )
+    return runs
+
+
+def _scribble(b: Budget) -> list[Run]:
+    runs = [
+        Run(m, "seg", "built-in scribbles", m, _config(m, b, model="vit"))
+        for m in ("pce", "pce_densecrf", "pce_gatedcrf", "dfr")
+    ]
+    runs.append(
+        Run(
+            "full_ceiling",
+            "seg",
+            "built-in scribbles",
+            "full labels (ceiling)",
+            _config("ce", b, model="vit"),
+        )
+    )
+    return runs
+
+
+def _full(b: Budget) -> list[Run]:
+    runs = [
+        Run(m, "seg", "segmentation", m, _config(m, b), metrics=FULL_SEG_METRICS)
+        for m in ("ce", "pne", "pixel_contrast", "asm")
+    ]
+    for task, metrics in (("depth", DEPTH_METRICS), ("normals", NORMAL_METRICS)):
+        for m in ("ce", "asm"):
+            label = {"ce": "L2" if task == "depth" else "cosine", "asm": "asm"}[m]
+            runs.append(
+                Run(
+                    f"{task}-{m}",
+                    task,
+                    task,
+                    label,
+                    _config(m, b, task=task, model="unet"),
+                    metrics=metrics,
+                )
+            )
+    return runs
+
+
+def _real(b: Budget) -> list[Run]:
+    data = {
+        "name": "landsat",
+        "size": 64,
+        "train_length": None,
+        "val_length": None,
+        "test_length": None,
+    }
+    common = {"model": "mobilenetv2"}
+    runs = []
+    for m in ("ce", "pce", "dfr"):
+        runs.append(
+            Run(f"landsat-{m}", "seg", "Landsat (real)", m, _config(m, b, data=data, **common))
+        )
+    return runs
+
+
+STUDIES: dict[str, Any] = {
+    "semi": _semi,
+    "uda": _uda,
+    "scribble": _scribble,
+    "full": _full,
+    "real": _real,
+}
+
+QUICK_STUDIES: tuple[str, ...] = ("semi", "uda", "scribble", "full")
+
+
+def study_runs(study: str, budget: str | Budget = "quick") -> list[Run]:
+    """The run templates of ``study`` under ``budget`` ("quick", "full" or a :class:`Budget`).
+
+    Raises:
+        ValueError: unknown study or budget name.
+    """
+    if study not in STUDIES:
+        raise ValueError(f"study_runs: study must be one of {sorted(STUDIES)}; got {study!r}.")
+    if isinstance(budget, str):
+        if budget not in BUDGETS:
+            raise ValueError(
+                f"study_runs: budget must be one of {sorted(BUDGETS)}; got {budget!r}."
+            )
+        budget = BUDGETS[budget]
+    return STUDIES[study](budget)
+
+
+def with_seed(run: Run, seed: int, out_dir: str, init_ckpt: str | None) -> RunConfig:
+    """The concrete config of ``run`` for ``seed``, writing to ``out_dir``."""
+    cfg = run.config
+    params = dict(cfg.params)
+    if init_ckpt is not None:
+        params["init_from"] = init_ckpt
+    return dataclasses.replace(
+        cfg,
+        params=params,
+        train=dataclasses.replace(cfg.train, seed=seed, out_dir=out_dir),
+    )
