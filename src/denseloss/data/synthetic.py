@@ -468,6 +468,9 @@ def render_scene(
     }
 
 
+_SHARED_CACHE: dict[tuple[object, ...], dict[int, dict[str, np.ndarray]]] = {}
+
+
 class SyntheticScenes(Dataset):
     """Procedural ray-cast scenes with labels, scribbles, depth and normals (the built-in data).
 
@@ -555,7 +558,12 @@ class SyntheticScenes(Dataset):
         self.scribble_fraction = scribble_fraction
         self.void_border = void_border
         self.cache = cache
-        self._cache: dict[int, dict[str, np.ndarray]] = {}
+        # Scenes depend only on these settings (not on ``length``), so every instance with the
+        # same ones shares one process-wide cache: a study's many runs render each scene once.
+        key = (seed, split, domain, size, void_border, scribble_width, scribble_fraction)
+        self._cache: dict[int, dict[str, np.ndarray]] = (
+            _SHARED_CACHE.setdefault(key, {}) if cache else {}
+        )
 
     def __len__(self) -> int:
         return self.length
