@@ -40,7 +40,8 @@ def test_fc_discriminator_matches_advsemiseg_layout():
     assert not any(isinstance(m, norms) for m in d.modules())
     assert not any(isinstance(m, nn.Sigmoid) for m in d.modules())
     relus = [m for m in d.modules() if isinstance(m, nn.LeakyReLU)]
-    assert relus and all(m.negative_slope == 0.2 for m in relus)
+    assert relus
+    assert all(m.negative_slope == 0.2 for m in relus)
 
 
 def test_fc_discriminator_equals_functional_reference():
@@ -91,7 +92,8 @@ def test_analyzer_layout_no_bn_stride_two():
     assert [c.out_channels for c in convs] == [32, 64, 128, 128, 128]
     assert all(c.stride == (2, 2) and c.kernel_size == (3, 3) for c in convs)
     assert all(c.stride == (1, 1) and c.kernel_size == (3, 3) for c in sa.decoder)
-    assert sa.head.kernel_size == (1, 1) and sa.head.out_channels == 13
+    assert sa.head.kernel_size == (1, 1)
+    assert sa.head.out_channels == 13
     assert not any(isinstance(m, nn.BatchNorm2d) for m in sa.modules())
 
 
@@ -112,15 +114,19 @@ def test_analyzer_masks_invalid_regions():
     valid = torch.ones(2, 64, 64, dtype=torch.bool)
     valid[:, :, :20] = False  # left 20 columns invalid
     out = sa(x, valid)
+    # by hand, layer 0: output column j sees input columns 2j-1..2j+1, so j = 0..10 touch < 20
+    zero_cols = (out.features[0] == 0).all(dim=(0, 1, 2))
+    assert zero_cols.tolist() == [True] * 11 + [False] * 21
     # layer l (stride 2^(l+1)) sees input columns up to 2^(l+1)·j + (2^(l+1) - 1) + ...; the
     # chained 3×3/stride-2 max-pool marks column j invalid iff its window reached column < 20.
     for feat in out.features[:4]:
         w = feat.shape[-1]
         ignore = (~valid).float().unsqueeze(1)
-        for _ in range(int(round(64 / w)).bit_length() - 1):
+        for _ in range(round(64 / w).bit_length() - 1):
             ignore = F.max_pool2d(ignore, 3, 2, 1)
         invalid = ignore[:, 0] > 0
-        assert bool(invalid.any()) and bool((~invalid).any())
+        assert bool(invalid.any())
+        assert bool((~invalid).any())
         assert bool((feat.permute(1, 0, 2, 3)[:, invalid] == 0).all())
         assert bool((feat.permute(1, 0, 2, 3)[:, ~invalid] != 0).any())
     # encoder features at valid positions do not depend on the invalid input pixels
@@ -198,8 +204,10 @@ def test_aspp_sum_classifier_is_sum_of_dilated_convs():
 
 def test_resnet_dilation_as_deeplab_v2():
     enc = ResNetEncoder(output_stride=8)
-    assert enc.layer3[0].conv1.dilation == (2, 2) and enc.layer3[0].conv1.stride == (1, 1)
-    assert enc.layer4[0].conv1.dilation == (4, 4) and enc.layer4[0].conv1.stride == (1, 1)
+    assert enc.layer3[0].conv1.dilation == (2, 2)
+    assert enc.layer3[0].conv1.stride == (1, 1)
+    assert enc.layer4[0].conv1.dilation == (4, 4)
+    assert enc.layer4[0].conv1.stride == (1, 1)
     enc32 = ResNetEncoder(output_stride=32, blocks=(1, 2, 1, 1))
     assert [f.shape[-1] for f in enc32(torch.rand(1, 3, 64, 64))] == [16, 8, 4, 2]
     with pytest.raises(ValueError, match="output_stride must be one of"):
@@ -207,11 +215,18 @@ def test_resnet_dilation_as_deeplab_v2():
 
 
 def test_mobilenet_output_strides():
-    for os_, size in ((8, 8), (16, 4)):
-        enc = MobileNetV2Encoder(width_mult=0.25, output_stride=os_)
-        assert enc(torch.rand(1, 3, 64, 64))[-1].shape[-1] == size
-    model = build_segmenter("mobilenetv2", num_classes=3, width_mult=0.25, output_stride=8)
-    assert model.output_stride == 8 and model.input_multiple == 8
+    # shapes on the meta device: no kernels run, so this costs nothing
+    x = torch.empty(2, 3, 64, 96, device="meta")
+    for os_ in (8, 16, 32):
+        enc = MobileNetV2Encoder(width_mult=0.5, output_stride=os_).to("meta")
+        assert [tuple(f.shape) for f in enc(x)] == [(2, 16, 16, 24), (2, 160, 64 // os_, 96 // os_)]
+        dilations = [m.dilation[0] for m in enc.modules() if isinstance(m, nn.Conv2d)]
+        assert max(dilations) == {8: 4, 16: 2, 32: 1}[os_]
+    model = build_segmenter("mobilenetv2", num_classes=3, width_mult=0.5, output_stride=8)
+    assert model.output_stride == 8
+    assert model.input_multiple == 8
+    with pytest.raises(ValueError, match="output_stride must be one of"):
+        MobileNetV2Encoder(output_stride=4)
 
 
 def test_vit_position_embedding_is_interpolated():

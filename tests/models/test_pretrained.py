@@ -76,7 +76,7 @@ def test_pretrained_segmenter_and_regressor_carry_the_imagenet_weights(imagenet_
 
 
 def test_pretrained_requires_full_width():
-    with pytest.raises(ValueError, match="width_mult must be 1.0"):
+    with pytest.raises(ValueError, match=r"width_mult must be 1\.0"):
         build_segmenter("mobilenetv2", num_classes=4, pretrained=True, width_mult=0.5)
 
 

@@ -251,8 +251,9 @@ class MobileNetV2(nn.Module):
     :class:`MobileNetV2Encoder`.
 
     Example:
-        >>> MobileNetV2(num_classes=10)(torch.rand(2, 3, 32, 32)).shape
-        torch.Size([2, 10])
+        >>> model = MobileNetV2()
+        >>> len(model.features), model.classifier[1].out_features
+        (19, 1000)
     """
 
     def __init__(
@@ -279,9 +280,9 @@ class MobileNetV2Encoder(nn.Module):
     Returns (forward): ``[stride-4 map (24·width ch), last map (320·width ch)]``.
 
     Example:
-        >>> enc = MobileNetV2Encoder(width_mult=0.25)
-        >>> [tuple(f.shape) for f in enc(torch.rand(1, 3, 64, 64))]
-        [(1, 8, 16, 16), (1, 80, 4, 4)]
+        >>> enc = MobileNetV2Encoder(width_mult=0.5)
+        >>> [tuple(f.shape) for f in enc(torch.rand(2, 3, 64, 64))]
+        [(2, 16, 16, 16), (2, 160, 4, 4)]
     """
 
     def __init__(self, *, width_mult: float = 1.0, output_stride: int = 16) -> None:
