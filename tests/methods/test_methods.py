@@ -124,6 +124,11 @@ def _spy_grads(method) -> list[tuple[str, dict[str, bool]]]:
             k: any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in m.parameters())
             for k, m in method.nets.items()
         }
+        # DDP contract: a net whose optimiser steps got a gradient for every parameter (None =
+        # unused in the graph, which DDP without find_unused_parameters rejects).
+        if has[name]:
+            missing = [n for n, p in method.nets[name].named_parameters() if p.grad is None]
+            assert not missing, f"{name}: parameters outside the graph: {missing[:4]}"
         calls.append((name, has))
         original(name)
 

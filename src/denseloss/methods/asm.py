@@ -147,11 +147,11 @@ class AdversarialStructureMatching(Method):
 
         # 1) analyzer: GT and negatives in one pass (one DDP forward, same as two for a BN-free net)
         n = gt_in.shape[0]
-        out = self.analyzer(torch.cat([gt_in, neg_in]), valid_mask=torch.cat([valid, valid]))
-        feats_gt = [f[:n] for f in out.features[:L]]
-        feats_neg = [f[n:] for f in out.features[:L]]
+        a_out = self.analyzer(torch.cat([gt_in, neg_in]), valid_mask=torch.cat([valid, valid]))
+        feats_gt = [f[:n] for f in a_out.features[:L]]
+        feats_neg = [f[n:] for f in a_out.features[:L]]
         hinge = structure_hinge_loss(feats_gt, feats_neg, margin=cfg.margin, valid_mask=valid)
-        rec = self._reconstruction_loss(out.reconstruction[:n], gt_in, target, valid)
+        rec = self._reconstruction_loss(a_out.reconstruction[:n], gt_in, target, valid)
         adv_w = decay(step, self.ctx.total_steps, cfg.adv_weight_start, cfg.adv_weight_end)
         a_terms = {"loss/hinge": hinge, "loss/rec": rec}
         check_finite(a_terms)
