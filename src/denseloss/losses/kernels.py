@@ -128,6 +128,18 @@ def shift_slices(dy: int, dx: int, h: int, w: int) -> tuple[Slices, Slices] | No
     return (rows_a, cols_a), (rows_b, cols_b)
 
 
+def _sq_distance(f: torch.Tensor, a: Slices, b: Slices, chunk: int = 4) -> torch.Tensor:
+    """Σ_F (f_i − f_j)² over channel chunks, so a 64-channel deep map needs no 64-channel temp."""
+    out = None
+    for c in range(0, f.shape[1], chunk):
+        fc = f[:, c : c + chunk]
+        part = (fc[..., a[0], a[1]] - fc[..., b[0], b[1]]).square_().sum(1, keepdim=True)
+        out = part if out is None else out.add_(part)
+    if out is None:
+        raise ValueError("feature maps must have at least one channel; got 0.")
+    return out
+
+
 def _kernel_parts(
     kernels: Sequence[GaussianKernel],
     names: Sequence[str],
