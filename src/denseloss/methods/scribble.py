@@ -81,7 +81,8 @@ class PartialCEDenseCRF(PartialCE):
     r"""pCE + w · DenseCRF loss on softmax(logits) at the image size, after a warm-up.
 
     ``dense_crf_loss(p, image·255, valid_mask=valid)`` with the reference's Gaussian (σrgb 15 on
-    0–255 colours, σxy in pixels) and exact quadratic form at 64² (``method="auto"``). Logged:
+    0–255 colours, σxy in pixels), at half resolution as rloss (exact quadratic form at 32²,
+    ``method="auto"``). Logged:
     ``loss/pce``, ``loss/crf`` (unweighted; 0 during warm-up).
     """
 
@@ -91,16 +92,15 @@ class PartialCEDenseCRF(PartialCE):
     class Config:
         """Hyperparameters of pCE + DenseCRF loss."""
 
-        # rloss weight 2e-9 (its lattice ≈0.45× exact → 0.9e-9 exact) at σxy 50 on 257² maps with
-        # ≈7.9k scribble pixels per 513² crop. Scaled for the built-in data by keeping the ratio of
-        # the CRF to the pCE gradient per pixel, 2·w·(2πσxy²)·n_scribble (/4 for rloss's ×0.5
-        # scale) ≈ 0.056: with σxy 12.5 and ≈140 scribble pixels per 64² image, w ≈ 2e-7.
-        crf_weight: float = 2e-7
+        # rloss weight 2e-9 (its lattice ≈0.45× exact → 0.9e-9 exact) at σxy 100·0.5 on 257² maps
+        # with ≈7.9k scribble pixels per 513² crop. Scaled for the built-in data by keeping the
+        # ratio of the CRF to the pCE gradient per pixel, 2·w·(2π(σxy·scale)²)·n_scribble/4
+        # ≈ 0.056: with σxy 12.5, scale 0.5 and ≈140 scribble pixels per 64² image, w ≈ 3e-6.
+        crf_weight: float = 3e-6
         sigma_rgb: float = 15.0  # rloss --rloss-sigma-rgb
         # rloss σxy 100 on 513² crops (≈0.2 of the side); scaled for the built-in 64² images.
         sigma_xy: float = 12.5
-        # rloss --rloss-scale 0.5 saves time at 513²; not needed at 64² (exact form is cheap).
-        scale: float = 1.0
+        scale: float = 0.5  # rloss --rloss-scale (probabilities and image at half resolution)
         # Fraction of the run trained with pCE alone (rloss's Caffe recipe: a pCE phase first;
         # Gated CRF: 0.5 %). Same short warm-up as the Gated CRF baseline.
         warmup_fraction: float = 0.005
