@@ -1,4 +1,4 @@
-"""``denseloss bench losses [...]``: forward+backward time and memory of the losses vs CE."""
+"""``denseloss bench losses|trainer [...]``: loss costs vs CE; trainer vs a bare loop."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ __all__ = ["main"]
 def main(argv: list[str]) -> int:
     """Entry point of ``denseloss bench``; forwards the rest of ``argv`` to the benchmark."""
     parser = argparse.ArgumentParser(prog="denseloss bench", description=__doc__)
-    parser.add_argument("target", choices=["losses"], help="what to benchmark")
-    parser.parse_args(argv[:1])
+    parser.add_argument("target", choices=["losses", "trainer"], help="what to benchmark")
+    target = parser.parse_args(argv[:1]).target
+    if target == "trainer":
+        from denseloss.bench.trainer import run_bench as run_trainer_bench
+
+        return int(run_trainer_bench(list(argv[1:])) or 0)
     from denseloss.bench.losses import run_bench
 
     return int(run_bench(list(argv[1:])) or 0)

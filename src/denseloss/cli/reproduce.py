@@ -31,6 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds")
     p.add_argument("--only", nargs="+", default=None, help="run keys to restrict a study to")
     p.add_argument("--steps", type=int, default=None, help="override the steps of every run")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="runs trained at once, one process each (default: 2 with --quick, else 1)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run process")
     p.add_argument("--accelerator", default=None, help="cpu, cuda or auto")
     p.add_argument("--devices", type=int, default=None, help="processes per run (DDP when > 1)")
     p.add_argument("--precision", default=None, help="32-true, bf16-mixed or 16-mixed")
@@ -73,6 +80,8 @@ def main(argv: list[str]) -> int:
             seeds=tuple(args.seeds) if args.seeds else None,
             only=tuple(args.only) if args.only else None,
             overrides=overrides,
+            jobs=args.jobs if args.jobs is not None else (2 if budget == "quick" else 1),
+            threads=args.threads,
         )
         parts.append(summary["markdown"])
         print(summary["markdown"])

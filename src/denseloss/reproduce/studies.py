@@ -117,19 +117,20 @@ def _config(
     params: dict[str, Any] | None = None,
     lr: float | None = None,
 ) -> RunConfig:
+    data_kw: dict[str, Any] = {
+        "size": budget.size,
+        "train_length": budget.train_length,
+        "val_length": budget.val_length,
+        "test_length": budget.test_length,
+        "batch_size": budget.batch_size,
+        "eval_batch_size": 16,
+        "seed": 0,  # the same scenes (and labelled split) for every method and seed
+    }
+    data_kw.update(data or {})
     return RunConfig(
         method=method,
         task=task,
-        data=DataConfig(
-            size=budget.size,
-            train_length=budget.train_length,
-            val_length=budget.val_length,
-            test_length=budget.test_length,
-            batch_size=budget.batch_size,
-            eval_batch_size=16,
-            seed=0,
-            **(data or {}),
-        ),
+        data=DataConfig(**data_kw),
         model=ModelConfig(name=model),
         optim=OptimConfig(lr=budget.lr if lr is None else lr),
         train=TrainConfig(
@@ -150,13 +151,18 @@ def _semi(b: Budget) -> list[Run]:
         for method in ("ce_labeled_only", "adv", "advsemi"):
             if frac >= 1 and method == "advsemi":
                 continue  # no unlabelled data at the full fraction (as in the paper's table)
+            # AdvSemiSeg switches L_semi on after 1/4 of training (5000 of 20k iterations)
+            # D width 64 → 32: the built-in 64² crops are 1/25 of the reference's 321² area
+            params: dict[str, Any] = {"ndf": 32} if method != "ce_labeled_only" else {}
+            if method == "advsemi":
+                params["semi_start"] = b.steps // 4
             runs.append(
                 Run(
                     key=f"{label.replace('/', '_')}-{method}",
                     table="seg",
                     row=label,
                     col=method,
-                    config=_config(method, b, data={"labeled_fraction": frac}),
+                    config=_config(method, b, data={"labeled_fraction": frac}, params=params),
                 )
             )
     return runs
@@ -217,8 +223,17 @@ def _scribble(b: Budget) -> list[Run]:
 
 
 def _full(b: Budget) -> list[Run]:
+    # ContrastiveSeg warms up for 5000 of 40k iterations (1/8 of training)
+    scaled = {"pixel_contrast": {"warmup_steps": b.steps // 8}}
     runs = [
-        Run(m, "seg", "segmentation", m, _config(m, b), metrics=FULL_SEG_METRICS)
+        Run(
+            m,
+            "seg",
+            "segmentation",
+            m,
+            _config(m, b, params=scaled.get(m)),
+            metrics=FULL_SEG_METRICS,
+        )
         for m in ("ce", "pne", "pixel_contrast", "asm")
     ]
     for task, metrics in (("depth", DEPTH_METRICS), ("normals", NORMAL_METRICS)):

@@ -1,0 +1,154 @@
+"""`denseloss reproduce`: resumable runner, aggregation, tables, and one real tiny study."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+
+import pytest
+
+from denseloss.reproduce import BUDGETS, Budget, run_study, study_runs
+from denseloss.reproduce.runner import format_tables
+
+TINY = Budget(
+    steps=2,
+    adapt_steps=1,
+    size=32,
+    train_length=8,
+    val_length=4,
+    test_length=4,
+    batch_size=2,
+    seeds=(0, 1),
+    fractions=(0.5,),
+)
+
+
+def _fake_train(calls: list):
+    def train(cfg):
+        calls.append(cfg)
+        score = 0.1 * cfg.train.seed + (0.5 if cfg.method == "maxsquare" else 0.2)
+        out = {"test": {"miou": score}, "method": cfg.method}
+        return out
+
+    return train
+
+
+def test_every_study_builds_runs_with_known_methods():
+    from denseloss.methods import METHODS
+
+    for study in ("semi", "uda", "scribble", "full", "real"):
+        runs = study_runs(study, "quick")
+        assert runs, study
+        keys = [r.key for r in runs]
+        assert len(keys) == len(set(keys))
+        for r in runs:
+            assert r.config.method in METHODS
+            assert r.init_from is None or keys.index(r.init_from) < keys.index(r.key)
+    with pytest.raises(ValueError, match="study"):
+        study_runs("nope")
+    with pytest.raises(ValueError, match="budget"):
+        study_runs("semi", "huge")
+
+
+def test_schedules_scale_with_the_budget():
+    semi = {r.key: r for r in study_runs("semi", TINY)}
+    assert semi["1_2-advsemi"].config.params["semi_start"] == TINY.steps // 4
+    full = {r.key: r for r in study_runs("full", BUDGETS["full"])}
+    assert full["pixel_contrast"].config.params["warmup_steps"] == BUDGETS["full"].steps // 8
+
+
+def test_runner_skips_finished_runs_and_chains_init(tmp_path):
+    calls: list = []
+    out = run_study(
+        "uda",
+        budget=TINY,
+        out=tmp_path,
+        only=("maxsquare",),
+        train_fn=_fake_train(calls),
+        log=lambda s: None,
+    )
+    # maxsquare depends on source_only: both ran for both seeds, the dependency first
+    assert [c.method for c in calls] == ["source_only"] * 2 + ["maxsquare"] * 2
+    ms = [c for c in calls if c.method == "maxsquare"]
+    assert ms[0].params["init_from"].endswith("source_only/seed0/checkpoints/last.ckpt")
+    assert ms[0].train.steps == TINY.adapt_steps
+    cell = out["tables"]["seg"]["cells"]["synthetic→real"]["maxsquare"]["miou"]
+    assert cell["mean"] == pytest.approx(statistics.fmean([0.5, 0.6]))
+    assert cell["std"] == pytest.approx(statistics.stdev([0.5, 0.6]))
+    assert (tmp_path / "uda" / "table.md").exists()
+    assert (tmp_path / "uda" / "figure.png").stat().st_size > 0
+    # a rerun trains nothing: every result is on disk
+    calls.clear()
+    run_study(
+        "uda",
+        budget=TINY,
+        out=tmp_path,
+        only=("maxsquare",),
+        train_fn=_fake_train(calls),
+        log=lambda s: None,
+    )
+    assert calls == []
+    with pytest.raises(ValueError, match="only"):
+        run_study("uda", budget=TINY, out=tmp_path, only=("nope",), train_fn=_fake_train([]))
+
+
+def test_table_marks_the_best_mean_in_bold(tmp_path):
+    out = run_study(
+        "uda",
+        budget=TINY,
+        out=tmp_path,
+        only=("maxsquare",),
+        train_fn=_fake_train([]),
+        log=lambda s: None,
+    )
+    md = format_tables("uda", out["tables"], TINY, (0, 1))
+    row = next(line for line in md.splitlines() if line.startswith("| synthetic→real"))
+    assert "**55.0 ± 7.1**" in row  # maxsquare (50, 60) beats source_only (20, 30)
+    assert "25.0 ± 7.1" in row
+
+
+def test_real_tiny_study_end_to_end(tmp_path):
+    """Two real training runs (source-only, then MaxSquare from its checkpoint) at 32²."""
+
+    def quiet(cfg):
+        from denseloss.training.trainer import train
+
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_batches=1))
+        return train(cfg)
+
+    out = run_study(
+        "uda",
+        budget=dataclasses.replace(TINY, seeds=(0,)),
+        out=tmp_path,
+        only=("maxsquare",),
+        train_fn=quiet,
+        log=lambda s: None,
+    )
+    res = json.loads((tmp_path / "uda" / "maxsquare" / "seed0" / "results.json").read_text())
+    assert res["method"] == "maxsquare"
+    assert res["steps"] == TINY.adapt_steps
+    assert 0.0 <= res["test"]["miou"] <= 1.0
+    assert out["tables"]["seg"]["cells"]["synthetic→real"]["source_only"]["miou"]["n"] == 1
+
+
+def test_cli_reproduce_rejects_unknown_study():
+    from denseloss.cli.app import run
+
+    assert run(["reproduce", "nope"]) == 2
+
+
+def _module_level_fake(cfg):
+    return {"test": {"miou": 0.1 * cfg.train.seed + (0.5 if cfg.method == "maxsquare" else 0.2)}}
+
+
+def test_parallel_jobs_give_the_same_tables(tmp_path):
+    kw = {
+        "budget": TINY,
+        "only": ("maxsquare",),
+        "train_fn": _module_level_fake,
+        "log": lambda s: None,
+    }
+    one = run_study("uda", out=tmp_path / "a", jobs=1, **kw)
+    two = run_study("uda", out=tmp_path / "b", jobs=2, threads=1, **kw)
+    assert one["tables"] == two["tables"]
