@@ -113,3 +113,31 @@ def test_lattice_kernel_profile_close_to_gaussian():
         lat = PermutohedralLattice.build(f, torch.zeros(2, dtype=torch.long))
         vals.append(lat.filter(torch.eye(2, dtype=torch.float64))[0, 1])
     assert abs(float(torch.stack(vals).mean()) / math.exp(-0.125) - 1) < 0.1
+
+
+def test_window_potts_bands_and_dot_distance_match_unbanded(monkeypatch):
+    # Several row bands (2 rows each) and a 12-channel modality (dot-product distance) must give
+    # the value and gradients of one band with the direct squared difference.
+    from denseloss.losses import kernels as kmod
+
+    g = torch.Generator().manual_seed(4)
+    probs = torch.softmax(torch.randn(2, 3, 7, 6, generator=g, dtype=torch.float64), 1)
+    deep = torch.randn(2, 12, 7, 6, generator=g, dtype=torch.float64)
+    valid = (torch.rand(2, 1, 7, 6, generator=g) > 0.3).double()
+    kernels = parse_kernels("t", [{"weight": 0.7, "xy": 2.0, "deep": 1.5}])
+
+    def run() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        p = probs.clone().requires_grad_()
+        f = deep.clone().requires_grad_()
+        e = kmod.window_potts_energy(p, {"deep": f}, kernels, 2, valid)
+        return (e, *torch.autograd.grad(e, (p, f)))
+
+    got = run()
+    monkeypatch.setattr(kmod, "_band_rows", lambda shape, radius: shape[-2])
+    monkeypatch.setattr(kmod, "_DOT_MIN_CHANNELS", 10**9)
+    want = run()
+    monkeypatch.setattr(kmod, "_band_rows", lambda shape, radius: 2)
+    banded = run()
+    for a, b, c in zip(got, want, banded):
+        assert_close(a, b)
+        assert_close(c, b)

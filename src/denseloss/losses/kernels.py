@@ -128,15 +128,61 @@ def shift_slices(dy: int, dx: int, h: int, w: int) -> tuple[Slices, Slices] | No
     return (rows_a, cols_a), (rows_b, cols_b)
 
 
-def _sq_distance(f: torch.Tensor, a: Slices, b: Slices, chunk: int = 4) -> torch.Tensor:
-    """Σ_F (f_i − f_j)² over channel chunks, so a 64-channel deep map needs no 64-channel temp."""
-    out = None
-    for c in range(0, f.shape[1], chunk):
-        fc = f[:, c : c + chunk]
-        part = (fc[..., a[0], a[1]] - fc[..., b[0], b[1]]).square_().sum(1, keepdim=True)
-        out = part if out is None else out.add_(part)
-    if out is None:
+def _sq_distance(
+    f: torch.Tensor, a: Slices, b: Slices, sqnorm: torch.Tensor | None = None, chunk: int = 4
+) -> torch.Tensor:
+    """Σ_F (f_i − f_j)² over a shift's pairs: (N, 1, h', w').
+
+    With the squared norms ``sqnorm`` (N, 1, h, w) given, it is ‖f_i‖² + ‖f_j‖² − 2 f_i·f_j: one
+    product-and-reduce over F (clamped at 0 against rounding), for wide maps such as DFR's
+    64-channel deep features. Otherwise the difference is squared over channel chunks, so no
+    F-channel temporary of the whole overlap is made per shift.
+    """
+    if f.shape[1] == 0:
         raise ValueError("feature maps must have at least one channel; got 0.")
+    if sqnorm is not None:
+        dot = (f[..., a[0], a[1]] * f[..., b[0], b[1]]).sum(1, keepdim=True)
+        out = sqnorm[..., a[0], a[1]] + sqnorm[..., b[0], b[1]]
+        return out.sub_(dot, alpha=2.0).clamp_min_(0.0)
+    fc = f[:, :chunk]
+    out = (fc[..., a[0], a[1]] - fc[..., b[0], b[1]]).square_().sum(1, keepdim=True)
+    for c in range(chunk, f.shape[1], chunk):
+        fc = f[:, c : c + chunk]
+        out.add_((fc[..., a[0], a[1]] - fc[..., b[0], b[1]]).square_().sum(1, keepdim=True))
+    return out
+
+
+def _band(a: Slices, b: Slices, y0: int, y1: int) -> tuple[Slices, Slices] | None:
+    """Restrict a shift's pairs to those whose first pixel i lies in rows [y0, y1)."""
+    start, stop = max(a[0].start, y0), min(a[0].stop, y1)
+    if start >= stop:
+        return None
+    dy = b[0].start - a[0].start
+    return (slice(start, stop), a[1]), (slice(start + dy, stop + dy), b[1])
+
+
+def _band_rows(shape: torch.Size, radius: int, target: int = 1 << 18) -> int:
+    """Rows per band so that a band (with its r-row halo) of the (N, C, h, w) maps is ~1 MB.
+
+    Every shift of the window is applied band by band, so the slices of G and p that the
+    per-shift updates read and write stay in cache instead of streaming the whole map from memory
+    (2(2r+1)² passes); fewer rows would only add Python overhead.
+    """
+    n, c, h, w = shape
+    return max(8, min(h, target // max(n * c * w, 1) - radius))
+
+
+def _window_pairs(shape: torch.Size, radius: int) -> list[tuple[int, int, Slices, Slices]]:
+    """Every (dy, dx, a, b) of the half window, band by band (see :func:`_band_rows`)."""
+    h, w = shape[-2:]
+    rows = _band_rows(shape, radius)
+    out = []
+    for y0 in range(0, h, rows):
+        for dy, dx in half_window_shifts(radius):
+            sl = shift_slices(dy, dx, h, w)
+            band = None if sl is None else _band(*sl, y0, y0 + rows)
+            if band is not None:
+                out.append((dy, dx, *band))
     return out
 
 
@@ -144,6 +190,7 @@ def _kernel_parts(
     kernels: Sequence[GaussianKernel],
     names: Sequence[str],
     features: Sequence[torch.Tensor],
+    sqnorms: Sequence[torch.Tensor | None],
     a: Slices,
     b: Slices,
     dy: int,
@@ -159,13 +206,11 @@ def _kernel_parts(
                 expo = expo + (dy * dy + dx * dx) / (sigma * sigma)
                 continue
             if name not in dist2:
-                f = features[names.index(name)]
-                dist2[name] = (
-                    (f[..., a[0], a[1]] - f[..., b[0], b[1]]).square().sum(1, keepdim=True)
-                )
+                q = names.index(name)
+                dist2[name] = _sq_distance(features[q], a, b, sqnorms[q])
             expo = expo + dist2[name] / (sigma * sigma)
         if isinstance(expo, torch.Tensor):
-            parts.append(kernel.weight * torch.exp(-0.5 * expo))
+            parts.append(expo.mul_(-0.5).exp_().mul_(kernel.weight))
         else:
             parts.append(kernel.weight * math.exp(-0.5 * expo))
     return parts
@@ -189,13 +234,29 @@ def _as_map(x: torch.Tensor | float, like: torch.Tensor, a: Slices) -> torch.Ten
     return torch.full_like(ref, x)
 
 
-class _WindowPotts(torch.autograd.Function):
-    """E = Σ_{unordered {i,j}} K_ij (m_i + m_j) (1 − p_i·p_j), with a recomputing backward.
+def _sq_norms(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor | None, ...]:
+    """‖f‖² per pixel, (N, 1, h, w), for maps wide enough to use the dot-product distance."""
+    return tuple(
+        torch.linalg.vector_norm(f.detach(), dim=1, keepdim=True).square_()
+        if f.shape[1] >= _DOT_MIN_CHANNELS
+        else None
+        for f in features
+    )
 
-    The forward accumulates G = ∂(Σ W p_i·p_j)/∂p shift by shift (in-place ``addcmul_`` on slices:
-    no per-shift temporary of size N·C·h·w) and frees it; the backward recomputes it. Gradients
-    w.r.t. a feature modality are computed only when that tensor requires grad (DFR with
-    ``detach_deep=False``).
+
+# From this many channels on, ‖Δf‖² = ‖f_i‖² + ‖f_j‖² − 2 f_i·f_j (one fused reduction) beats
+# squaring the difference; below it (rgb, depth) the direct form is as cheap and has no rounding.
+_DOT_MIN_CHANNELS = 8
+
+
+class _WindowPotts(torch.autograd.Function):
+    """E = Σ_{unordered {i,j}} K_ij (m_i + m_j) (1 − p_i·p_j), with a saved-G backward.
+
+    The forward accumulates G = ∂(Σ W p_i·p_j)/∂p shift by shift (in-place ``addcmul_`` on slices,
+    band by band so they stay in cache: no per-shift temporary of size N·C·h·w) and saves it:
+    ∂E/∂p = −G, so the backward for ``probs`` is a single scaling. Gradients w.r.t. a feature
+    modality are computed only when that tensor requires grad (DFR with ``detach_deep=False``),
+    recomputing the kernels.
     """
 
     @staticmethod
@@ -208,24 +269,23 @@ class _WindowPotts(torch.autograd.Function):
         names: tuple[str, ...],
         *features: torch.Tensor,
     ) -> torch.Tensor:
-        ctx.save_for_backward(probs, valid, *features)
-        ctx.kernels, ctx.radius, ctx.names = kernels, radius, names
-        h, w = probs.shape[-2:]
+        sqnorms = _sq_norms(features)
         grad_like = torch.zeros_like(probs)
-        weight_sum = probs.new_zeros(())
-        for dy, dx in half_window_shifts(radius):
-            sl = shift_slices(dy, dx, h, w)
-            if sl is None:
-                continue
-            a, b = sl
+        sums = []
+        for dy, dx, a, b in _window_pairs(probs.shape, radius):
             wgt = _as_map(
-                _pair_weight(_kernel_parts(kernels, names, features, a, b, dy, dx), valid, a, b),
+                _pair_weight(
+                    _kernel_parts(kernels, names, features, sqnorms, a, b, dy, dx), valid, a, b
+                ),
                 probs,
                 a,
             )
-            weight_sum = weight_sum + wgt.sum()
+            sums.append(wgt.sum())
             grad_like[..., a[0], a[1]].addcmul_(wgt, probs[..., b[0], b[1]])
             grad_like[..., b[0], b[1]].addcmul_(wgt, probs[..., a[0], a[1]])
+        weight_sum = torch.stack(sums).sum() if sums else probs.new_zeros(())
+        ctx.save_for_backward(probs, valid, grad_like, *features)
+        ctx.kernels, ctx.radius, ctx.names = kernels, radius, names
         # Σ_unordered W p_i·p_j = ½ Σ_i p_i·G_i, with G_i = Σ_j W_ij p_j.
         quad = torch.dot(probs.reshape(-1), grad_like.reshape(-1))
         return weight_sum - 0.5 * quad
@@ -234,28 +294,18 @@ class _WindowPotts(torch.autograd.Function):
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        probs, valid, *features = ctx.saved_tensors
+        probs, valid, grad_like, *features = ctx.saved_tensors
         kernels, radius, names = ctx.kernels, ctx.radius, ctx.names
-        need_p = ctx.needs_input_grad[0]
+        out_p = grad_like * -grad_out if ctx.needs_input_grad[0] else None
         feat_grads: list[torch.Tensor | None] = [
             torch.zeros_like(f) if ctx.needs_input_grad[5 + q] else None
             for q, f in enumerate(features)
         ]
-        grad_p = torch.zeros_like(probs) if need_p else None
-        h, w = probs.shape[-2:]
-        for dy, dx in half_window_shifts(radius):
-            sl = shift_slices(dy, dx, h, w)
-            if sl is None:
-                continue
-            a, b = sl
-            parts = _kernel_parts(kernels, names, features, a, b, dy, dx)
-            if grad_p is not None:
-                wgt = _as_map(_pair_weight(parts, valid, a, b), probs, a)
-                grad_p[..., a[0], a[1]].addcmul_(wgt, probs[..., b[0], b[1]], value=-1.0)
-                grad_p[..., b[0], b[1]].addcmul_(wgt, probs[..., a[0], a[1]], value=-1.0)
-            if any(g is not None for g in feat_grads):
+        if any(g is not None for g in feat_grads):
+            sqnorms = _sq_norms(features)
+            for dy, dx, a, b in _window_pairs(probs.shape, radius):
+                parts = _kernel_parts(kernels, names, features, sqnorms, a, b, dy, dx)
                 _feature_grads(feat_grads, parts, kernels, names, features, probs, valid, a, b)
-        out_p = grad_p * grad_out if grad_p is not None else None
         out_f = [g * grad_out if g is not None else None for g in feat_grads]
         return (out_p, None, None, None, None, *out_f)
 
@@ -463,12 +513,14 @@ class PermutohedralLattice:
         bary.scatter_add_(1, d + 1 - rank, -v)
         bary[:, 0] += 1 + bary[:, d + 1]
         weight = bary[:, : d + 1].t().contiguous()  # (d+1, n)
-        # Vertex keys (first d coordinates): rem0 + canonical[k][rank].
-        k = torch.arange(d + 1, device=dev)[:, None, None]
-        r = rank[None, :, :d]
-        keys = rem0.long()[None, :, :d] + torch.where(r <= d - k, k, k - (d + 1))  # (d+1, n, d)
-        lowest = keys.amin(dim=(0, 1)) - (d + 1)
-        span = keys.amax(dim=(0, 1)) - lowest + (d + 2)
+        # Vertex keys (first d coordinates): rem0 + canonical[k][rank], canonical[k][r] = k when
+        # r <= d - k else k - (d + 1). They are hashed by a linear code, mixed-radix over the
+        # coordinates (then the batch index), so a vertex's code is the code of rem0 plus that of
+        # its canonical offset, and a blur neighbour's code is the vertex's plus a constant:
+        # no (d+1, n, d) key tensor and no per-neighbour re-encoding.
+        base = rem0[:, :d].long()  # (n, d)
+        lowest = base.amin(0) - (2 * d + 1)
+        span = base.amax(0) - lowest + (2 * d + 2)
         radix = [int(x) for x in span.tolist()] + [int(batch_index.max()) + 1 if n else 1]
         if math.prod(radix) >= 2**62:
             raise ValueError(
@@ -479,37 +531,42 @@ class PermutohedralLattice:
         for q in range(d - 1, -1, -1):
             strides[q] = strides[q + 1] * radix[q + 1]
         stride_t = torch.tensor(strides[:d], device=dev)
-        bstride = strides[d] if d else 1
-
-        def encode(key: torch.Tensor, bidx: torch.Tensor) -> torch.Tensor:
-            return ((key - lowest) * stride_t).sum(-1) + bidx * bstride
-
-        codes = encode(keys, batch_index[None, :])  # (d+1, n)
+        base_code = ((base - lowest) * stride_t).sum(1) + batch_index * strides[d]  # (n,)
+        r = rank[:, :d]
+        codes = torch.empty(d + 1, n, dtype=torch.long, device=dev)
+        for kk in range(d + 1):
+            wrapped = ((r > d - kk).long() * stride_t).sum(1)
+            torch.sub(base_code + kk * sum(strides[:d]), wrapped, alpha=d + 1, out=codes[kk])
         uniq, inverse = torch.unique(codes, return_inverse=True)
+        del codes
         num = uniq.numel()
-        lat_keys = torch.empty(num, d, dtype=torch.long, device=dev)
-        lat_keys[inverse.reshape(-1)] = keys.reshape(-1, d)
-        lat_batch = torch.empty(num, dtype=torch.long, device=dev)
-        lat_batch[inverse.reshape(-1)] = batch_index.expand(d + 1, n).reshape(-1)
         nbrs = []
         for j in range(d + 1):
             pair = []
             for sign in (-1, 1):
-                nk = lat_keys + sign
+                # key + sign on every coordinate, except coordinate j (< d) which moves by -sign·d.
+                offset = sign * sum(strides[:d])
                 if j < d:
-                    nk[:, j] = lat_keys[:, j] - sign * d
-                c = encode(nk, lat_batch)
-                pos = torch.searchsorted(uniq, c).clamp_max(max(num - 1, 0))
+                    offset -= sign * (d + 1) * strides[j]
+                c = uniq + offset
+                pos = torch.searchsorted(uniq, c).clamp_max_(max(num - 1, 0))
                 found = uniq[pos] == c
-                pair.append(torch.where(found, pos, torch.full_like(pos, num)))
+                pair.append(pos.masked_fill_(~found, num))
             nbrs.append(torch.stack(pair))
         return cls(inverse, weight.to(features.dtype), torch.stack(nbrs), num)
 
     def _blur(self, lat: torch.Tensor, order: Sequence[int]) -> torch.Tensor:
-        zero = lat.new_zeros(1, lat.shape[1])
+        """[1/4, 1/2, 1/4] along each direction of ``order``; ``lat`` has a zero row at L."""
+        num = self.num_vertices
+        lat = lat.clone()
+        out, side = torch.empty_like(lat), torch.empty_like(lat[:num])
+        out[num:] = 0
         for j in order:
-            padded = torch.cat([lat, zero])
-            lat = 0.5 * lat + 0.25 * (padded[self.neighbours[j, 0]] + padded[self.neighbours[j, 1]])
+            torch.index_select(lat, 0, self.neighbours[j, 0], out=out[:num])
+            torch.index_select(lat, 0, self.neighbours[j, 1], out=side)
+            out[:num].add_(side)
+            # 0.5 lat + 0.25 (left + right), in place (scalings by powers of 2 are exact).
+            lat[:num].mul_(0.5).add_(out[:num], alpha=0.25)
         return lat
 
     def filter(self, values: torch.Tensor) -> torch.Tensor:
@@ -519,12 +576,16 @@ class PermutohedralLattice:
         symmetric, so the quadratic form's gradient is exactly 2 Ŵ V.
         """
         dplus1 = self.index.shape[0]
-        lat = values.new_zeros(self.num_vertices, values.shape[1])
+        # One extra zero row at L: "absent" neighbours read it.
+        lat = values.new_zeros(self.num_vertices + 1, values.shape[1])
+        buf = torch.empty_like(values)
         for k in range(dplus1):
-            lat.index_add_(0, self.index[k], values * self.weight[k, :, None])
+            lat.index_add_(0, self.index[k], torch.mul(values, self.weight[k, :, None], out=buf))
         order = list(range(dplus1))
-        lat = 0.5 * (self._blur(lat, order) + self._blur(lat, order[::-1]))
+        lat = self._blur(lat, order).add_(self._blur(lat, order[::-1])).mul_(0.5)
         out = values.new_zeros(values.shape)
         for k in range(dplus1):
-            out.addcmul_(lat[self.index[k]], self.weight[k, :, None])
-        return out * _LATTICE_GAIN_5D
+            out.addcmul_(
+                torch.index_select(lat, 0, self.index[k], out=buf), self.weight[k, :, None]
+            )
+        return out.mul_(_LATTICE_GAIN_5D)
