@@ -573,11 +573,20 @@ def dfr_loss(
         check_mask(func, valid_mask, probs)
     dtype = _compute_dtype(probs)
     size = tuple(probs.shape[-2:])
-    deep = _resize_deep(deep_features.to(dtype), size)
-    if normalize_deep:
-        deep = F.normalize(deep, dim=1)
     if detach_deep:
-        deep = deep.detach()
+        # Constants: resize and normalise without a graph, in place, so only one (N, D, h, w)
+        # map is alive (the deep map at the probabilities' size is the loss's largest tensor).
+        with torch.no_grad():
+            deep = _resize_deep(deep_features.to(dtype), size)
+            if normalize_deep:
+                if deep is deep_features:
+                    deep = deep.clone()
+                # F.normalize: x / max(‖x‖, 1e-12), over the channels.
+                deep.div_(torch.linalg.vector_norm(deep, dim=1, keepdim=True).clamp_min_(1e-12))
+    else:
+        deep = _resize_deep(deep_features.to(dtype), size)
+        if normalize_deep:
+            deep = F.normalize(deep, dim=1)
     feats = {"rgb": resize_modality(image.detach().to(dtype), size), "deep": deep}
     kernels = _dfr_kernels(sigma_xy, sigma_rgb, sigma_deep, (w_s, w_d), combine)
     return _window_loss(func, probs.to(dtype), feats, kernels, radius, valid_mask, border)
