@@ -241,3 +241,18 @@ def test_vit_position_embedding_is_interpolated():
     assert not torch.allclose(before, enc(x)[0])
     with pytest.raises(ValueError, match="divisible by heads"):
         ViTEncoder(dim=25, heads=2)
+
+
+def test_fc_discriminator_stride_one_tail_keeps_the_map_spatial():
+    from denseloss.models import FCDiscriminator
+
+    x = torch.rand(2, 4, 64, 64)
+    assert FCDiscriminator(4, ndf=4)(x).shape[-2:] == (2, 2)
+    d = FCDiscriminator(4, ndf=4, strides=(2, 2, 2, 1, 1))
+    assert d(x).shape[-2:] == (6, 6)  # 64 → 32 → 16 → 8 → 7 → 6
+    assert FCDiscriminator(4, ndf=4, strides=(2, 2, 2, 1, 1), upsample=True)(x).shape[-2:] == (
+        64,
+        64,
+    )
+    with pytest.raises(ValueError, match="strides"):
+        FCDiscriminator(4, strides=(2, 2, 2))

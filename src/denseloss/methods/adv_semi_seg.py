@@ -70,6 +70,8 @@ class AdvSemiSeg(Method):
         d_lr: float = 1e-4  # reference --learning-rate-D (Adam, poly-decayed)
         d_betas: tuple[float, float] = (0.9, 0.99)  # reference Adam betas of D
         ndf: int = 64  # reference FCDiscriminator width
+        # reference: five stride-2 convs (1/32 map); (2, 2, 2, 1, 1) keeps 64² crops spatial
+        d_strides: tuple[int, ...] = (2, 2, 2, 2, 2)
         align_corners: bool = True  # reference nn.Upsample (PyTorch 0.3 bilinear = corners)
         # Reproduce the reference's skip of the whole unlabelled backward when nothing is trusted.
         skip_untrusted_unlabeled: bool = False
@@ -79,7 +81,9 @@ class AdvSemiSeg(Method):
 
         super().__init__(config, ctx)
         self.net = add_predictor(self)
-        d = DISCRIMINATORS["fc"](ctx.num_classes, ndf=config.ndf, upsample=True)
+        d = DISCRIMINATORS["fc"](
+            ctx.num_classes, ndf=config.ndf, upsample=True, strides=tuple(config.d_strides)
+        )
         betas = tuple(config.d_betas)
         self.disc = self.add_module(
             "discriminator",
@@ -193,4 +197,6 @@ class AdversarialBaseline(AdvSemiSeg):
         d_lr: float = 1e-4  # reference --learning-rate-D
         d_betas: tuple[float, float] = (0.9, 0.99)  # reference Adam betas of D
         ndf: int = 64  # reference FCDiscriminator width
+        # reference: five stride-2 convs (1/32 map); (2, 2, 2, 1, 1) keeps 64² crops spatial
+        d_strides: tuple[int, ...] = (2, 2, 2, 2, 2)
         align_corners: bool = True  # reference nn.Upsample

@@ -44,6 +44,10 @@ class FCDiscriminator(nn.Module):
         in_channels: C (classes): softmax probabilities or one-hot labels.
         ndf: width of the first conv (64 in the reference).
         upsample: return the confidence map at the input size.
+        strides: stride of each of the five convs (reference: all 2, output at 1/32). On small
+            crops a stride-1 tail keeps the confidence map spatial: at 64² the reference gives a
+            2×2 map, ``(2, 2, 2, 1, 1)`` a 6×6 one (a stride-1 4×4 conv with padding 1 shrinks
+            the map by one pixel).
 
     Raises (forward):
         ValueError: H or W < 32 (the fifth conv would have no output).
@@ -56,17 +60,31 @@ class FCDiscriminator(nn.Module):
 
     MIN_SIZE = 32
 
-    def __init__(self, in_channels: int, *, ndf: int = 64, upsample: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        ndf: int = 64,
+        upsample: bool = False,
+        strides: tuple[int, ...] = (2, 2, 2, 2, 2),
+    ) -> None:
         super().__init__()
         check_positive_int("FCDiscriminator", "in_channels", in_channels)
         check_positive_int("FCDiscriminator", "ndf", ndf)
+        strides = tuple(int(v) for v in strides)
+        if len(strides) != 5 or any(v not in (1, 2) for v in strides):
+            raise ValueError(
+                f"FCDiscriminator: strides must be five values in {{1, 2}}; got {strides}."
+            )
         self.in_channels = in_channels
         self.upsample = bool(upsample)
-        self.conv1 = nn.Conv2d(in_channels, ndf, 4, 2, 1)
-        self.conv2 = nn.Conv2d(ndf, ndf * 2, 4, 2, 1)
-        self.conv3 = nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1)
-        self.conv4 = nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1)
-        self.classifier = nn.Conv2d(ndf * 8, 1, 4, 2, 1)
+        self.strides = strides
+        s1, s2, s3, s4, s5 = strides
+        self.conv1 = nn.Conv2d(in_channels, ndf, 4, s1, 1)
+        self.conv2 = nn.Conv2d(ndf, ndf * 2, 4, s2, 1)
+        self.conv3 = nn.Conv2d(ndf * 2, ndf * 4, 4, s3, 1)
+        self.conv4 = nn.Conv2d(ndf * 4, ndf * 8, 4, s4, 1)
+        self.classifier = nn.Conv2d(ndf * 8, 1, 4, s5, 1)
         self.leaky_relu = nn.LeakyReLU(0.2, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,8 +99,8 @@ class FCDiscriminator(nn.Module):
         return x
 
     def extra_repr(self) -> str:
-        """Show the flag."""
-        return f"upsample={self.upsample}"
+        """Show the flag and the strides."""
+        return f"upsample={self.upsample}, strides={self.strides}"
 
 
 class PatchDiscriminator(nn.Module):

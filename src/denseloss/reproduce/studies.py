@@ -153,7 +153,10 @@ def _semi(b: Budget) -> list[Run]:
                 continue  # no unlabelled data at the full fraction (as in the paper's table)
             # AdvSemiSeg switches L_semi on after 1/4 of training (5000 of 20k iterations)
             # D width 64 → 32: the built-in 64² crops are 1/25 of the reference's 321² area
-            params: dict[str, Any] = {"ndf": 32} if method != "ce_labeled_only" else {}
+            # the D's 1/32 map is 2×2 at 64²: a stride-1 tail keeps it 6×6 (reference: 10×10)
+            params: dict[str, Any] = (
+                {"ndf": 32, "d_strides": (2, 2, 2, 1, 1)} if method != "ce_labeled_only" else {}
+            )
             if method == "advsemi":
                 params["semi_start"] = b.steps // 4
             runs.append(
