@@ -8,7 +8,8 @@ regime    batch
 ========= ========================================================================================
 full      one batch: image, label, scribble, depth, normal, valid
 semi      ``{"labeled": ..., "unlabeled": ... (label dropped), "gt": ...}``; ``gt`` is a second
-          stream over the labelled subset with another seed (what AdvSemiSeg's D sees)
+          stream over the labelled subset with another seed (what AdvSemiSeg's D sees);
+          ``unlabeled`` is absent when the labelled fraction is 1
 scribble  one batch with ``label`` dropped: ``scribble`` is the only supervision
 uda       ``{"source": domain with labels, "target": target_domain, label dropped}``
 ========= ========================================================================================
@@ -123,13 +124,15 @@ def build_train_data(
         stream = _stream(cfg, train, seed=cfg.seed, drop=_DROP[regime], **common)
     elif regime == "semi":
         labeled, unlabeled = labeled_split(train, cfg.labeled_fraction, seed=cfg.seed)
-        stream = PairedStream(
-            {
-                "labeled": _stream(cfg, labeled, seed=cfg.seed, drop=(), **common),
-                "unlabeled": _stream(cfg, unlabeled, seed=cfg.seed + 1, drop=("label",), **common),
-                "gt": _stream(cfg, labeled, seed=cfg.seed + 2, drop=(), **common),
-            }
-        )
+        streams = {
+            "labeled": _stream(cfg, labeled, seed=cfg.seed, drop=(), **common),
+            "gt": _stream(cfg, labeled, seed=cfg.seed + 2, drop=(), **common),
+        }
+        if len(unlabeled):  # labeled_fraction = 1 leaves nothing unlabelled
+            streams["unlabeled"] = _stream(
+                cfg, unlabeled, seed=cfg.seed + 1, drop=("label",), **common
+            )
+        stream = PairedStream(streams)
     else:
         target = _dataset(cfg, "train", cfg.target_domain)
         eval_domain = cfg.target_domain
