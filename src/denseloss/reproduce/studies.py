@@ -173,6 +173,18 @@ def _semi(b: Budget) -> list[Run]:
 
 def _uda(b: Budget) -> list[Run]:
     runs = [Run("source_only", "seg", "synthetic→real", "source_only", _config("source_only", b))]
+    # Control: the adapted runs train ``adapt_steps`` more source steps than source_only, so
+    # source_only continued for as long is the fair baseline of the adaptation gain.
+    runs.append(
+        Run(
+            "source_only_continued",
+            "seg",
+            "synthetic→real",
+            "source_only (continued)",
+            _config("source_only", b, steps=b.adapt_steps),
+            init_from="source_only",
+        )
+    )
     for method in ("minent", "maxsquare", "maxsquare_iw"):
         runs.append(
             Run(
