@@ -439,6 +439,12 @@ def _resize_deep(deep: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(deep, size=size, mode="bilinear", align_corners=False)
 
 
+def _channels_last(deep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``deep`` in ``dtype``, channels-last: the window's per-shift f_i·f_j then reduces over
+    contiguous memory (about 10× faster for D = 64 than over the channel-first stride)."""
+    return deep.to(dtype).contiguous(memory_format=torch.channels_last)
+
+
 def _dfr_kernels(
     sigma_xy: float, sigma_rgb: float, sigma_deep: float, weights: tuple[float, float], combine: str
 ) -> tuple[GaussianKernel, ...]:
@@ -577,14 +583,14 @@ def dfr_loss(
         # Constants: resize and normalise without a graph, in place, so only one (N, D, h, w)
         # map is alive (the deep map at the probabilities' size is the loss's largest tensor).
         with torch.no_grad():
-            deep = _resize_deep(deep_features.to(dtype), size)
+            deep = _resize_deep(_channels_last(deep_features, dtype), size)
             if normalize_deep:
                 if deep is deep_features:
                     deep = deep.clone()
                 # F.normalize: x / max(‖x‖, 1e-12), over the channels.
                 deep.div_(torch.linalg.vector_norm(deep, dim=1, keepdim=True).clamp_min_(1e-12))
     else:
-        deep = _resize_deep(deep_features.to(dtype), size)
+        deep = _resize_deep(_channels_last(deep_features, dtype), size)
         if normalize_deep:
             deep = F.normalize(deep, dim=1)
     feats = {"rgb": resize_modality(image.detach().to(dtype), size), "deep": deep}
