@@ -4,7 +4,7 @@ Every sample is rendered on the fly (vectorised NumPy) from ``(seed, split, doma
 carries a dense semantic label (with a 1-px void band at object borders, as PASCAL VOC has),
 ScribbleSup-style scribbles derived from it, exact depth and exact surface normals. Two domains
 share the label set: ``"synthetic"`` (flat per-class colours, clean Lambertian shading) and
-``"real"`` (procedural textures, shifted per-class colours, coloured light with highlights,
+``"real"`` (procedural textures, class-independent colours, coloured light with highlights,
 vignetting, blur and sensor noise) for unsupervised domain adaptation.
 
 Geometry conventions:
@@ -230,8 +230,10 @@ def _surface_colours(rng: np.random.Generator, domain: str, classes: list[int]) 
             elif cls == WALL:
                 c = _hsv(rng.uniform(0.5, 0.6), rng.uniform(0.05, 0.15), rng.uniform(0.8, 0.92))
             else:
+                # Hue correlates with the class (±0.15 around its hue) but does not define it,
+                # so a source model must also learn shape: what transfers to the other domain.
                 c = _hsv(
-                    _CLASS_HUE[cls] + rng.uniform(-0.05, 0.05),
+                    _CLASS_HUE[cls] + rng.uniform(-0.15, 0.15),
                     rng.uniform(0.65, 0.9),
                     rng.uniform(0.75, 0.95),
                 )
@@ -240,13 +242,10 @@ def _surface_colours(rng: np.random.Generator, domain: str, classes: list[int]) 
         elif cls == WALL:
             c = _hsv(rng.uniform(0.0, 1.0), rng.uniform(0.1, 0.4), rng.uniform(0.5, 0.85))
         else:
-            # Shifted, wider and less saturated per-class colour distribution: colour alone no
-            # longer identifies the class; the shape still does.
-            c = _hsv(
-                _CLASS_HUE[cls] + 0.4 + rng.uniform(-0.2, 0.2),
-                rng.uniform(0.25, 0.6),
-                rng.uniform(0.45, 0.9),
-            )
+            # Any hue, less saturated: colour no longer identifies the class; the shape does.
+            # (A systematic hue permutation would make the source's colour cue wrong on every
+            # object, a shift no self-training method can undo; this one leaves shape to adapt.)
+            c = _hsv(rng.uniform(0.0, 1.0), rng.uniform(0.25, 0.6), rng.uniform(0.45, 0.9))
         colours.append(c)
     return colours
 

@@ -53,7 +53,10 @@ class Budget:
     batch_size: int  # batch per device
     seeds: tuple[int, ...]  # training seeds
     fractions: tuple[float, ...]  # labelled fractions of the semi study
-    lr: float = 0.01  # base learning rate (SGD, poly)
+    lr: float = 0.02  # base learning rate (SGD, poly)
+    # The papers' 10× classifier LR is for fine-tuning an ImageNet backbone; trained from
+    # scratch on the built-in data it costs ~9 mIoU points at 200 steps (0.656 vs 0.747, `ce`).
+    head_lr_mult: float = 1.0
 
 
 BUDGETS: dict[str, Budget] = {
@@ -132,7 +135,7 @@ def _config(
         task=task,
         data=DataConfig(**data_kw),
         model=ModelConfig(name=model),
-        optim=OptimConfig(lr=budget.lr if lr is None else lr),
+        optim=OptimConfig(lr=budget.lr if lr is None else lr, head_lr_mult=budget.head_lr_mult),
         train=TrainConfig(
             steps=budget.steps if steps is None else steps,
             eval_every=0,
