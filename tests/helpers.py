@@ -23,8 +23,14 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor | float, **kw: flo
 
 
 def random_batch(
-    n: int = 2, c: int = 3, h: int = 4, w: int = 4, *, dtype: torch.dtype = torch.float64,
-    ignore_frac: float = 0.2, seed: int = 0,
+    n: int = 2,
+    c: int = 3,
+    h: int = 4,
+    w: int = 4,
+    *,
+    dtype: torch.dtype = torch.float64,
+    ignore_frac: float = 0.2,
+    seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (N, C, H, W) and labels (N, H, W) with about ``ignore_frac`` pixels = 255."""
     g = torch.Generator().manual_seed(seed)
