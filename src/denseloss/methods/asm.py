@@ -49,7 +49,7 @@ class AdversarialStructureMatching(Method):
        where ŷ_neg is one-hot(argmax) of the prediction (seg) or the detached prediction
        (depth, normals), and rec is the auto-encoding loss of the ground truth.
     2. **Predictor update** (analyzer frozen, ``requires_grad=False``):
-       minimise ``match(φ(ŷ), φ(y)) + sup_lambda · pixel_loss(ŷ, y)``.
+       minimise ``match_lambda · match(φ(ŷ), φ(y)) + sup_lambda · pixel_loss(ŷ, y)``.
 
     Analyzer inputs: one-hot labels / softmax / one-hot argmax (seg), log max(d, 0.01) (depth),
     unit vectors (normals); the ignore / invalid mask goes to the analyzer and to the losses.
@@ -80,6 +80,8 @@ class AdversarialStructureMatching(Method):
         # to move a freshly initialised predictor (the paper's runs use 120k steps from a
         # pretrained network). 1.0 keeps the pixel term on the CE baseline's scale.
         sup_lambda: float = 1.0
+        # Reference: the match loss enters the predictor's loss with weight 1.
+        match_lambda: float = 1.0
         # Reference analyzer filters [32, 64, 128, 128, 128] (one 3x3 stride-2 conv per stage).
         analyzer_widths: tuple[int, ...] = (32, 64, 128, 128, 128)
         # Reference recipe: analyzer trained with the predictor's poly LR and momentum (no ×10).
@@ -167,7 +169,7 @@ class AdversarialStructureMatching(Method):
         pix = pixel_loss(pred, target, task, self.ctx.ignore_index)
         p_terms = {"loss/match": match, f"loss/{task}": pix}
         check_finite(p_terms)
-        self.fabric.backward(match + cfg.sup_lambda * pix + unused_outputs(out))
+        self.fabric.backward(cfg.match_lambda * match + cfg.sup_lambda * pix + unused_outputs(out))
         self.step_optimizer(self.net_key)
         return {**as_floats({**p_terms, **a_terms}), "weight/adv": cfg.adv_lambda * adv_w}
 

@@ -208,7 +208,9 @@ def aggregate(
 def _fmt(cell: dict[str, Any], scale: float) -> str:
     if not cell["n"]:
         return "—"
-    return f"{cell['mean'] * scale:.1f} ± {cell['std'] * scale:.1f}"
+    mean, std = cell["mean"] * scale, cell["std"] * scale
+    digits = 3 if abs(mean) < 10 else 1  # AbsRel 0.118 needs three decimals, mIoU 66.8 one
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def format_tables(
