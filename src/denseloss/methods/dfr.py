@@ -58,7 +58,9 @@ class DFR(Method):
         segmenter_kwargs: dict[str, Any] | None = None  # None = the factory's defaults
         # Ours: the Gated CRF reference weight (0.1), the closest published local-window loss.
         reg_weight: float = 0.1
-        fc_weight: float = 1.0  # ours: the consistency term is O(1), on pCE's scale
+        # Ours. 1.0 (the consistency term on pCE's scale) let it dominate the shared backbone:
+        # built-in scribbles, 200 steps, seed 0: w_fc 1.0 → 66.5 mIoU, 0.1 → 69.6 (pCE 67.8).
+        fc_weight: float = 0.1
         # Gated CRF reference r = 5, σxy = 6 on stride-4 maps; scaled for the 8² maps of 64²
         # images at stride 8 (see PartialCEGatedCRF).
         radius: int = 3  # scaled Gated CRF radius 5 (see above)
