@@ -16,6 +16,7 @@ from denseloss._validation import (
     check_same_spatial,
 )
 from denseloss.losses._reduction import REDUCTIONS, Reduction, masked_reduce
+from denseloss.losses.max_square import _first_argmax
 
 __all__ = ["AdversarialLoss", "SemiSupervisedLoss", "adversarial_loss", "semi_supervised_loss"]
 
@@ -32,6 +33,31 @@ def _check_d_logits(func: str, d_logits: object) -> None:
 def _check_real(func: str, real: object) -> None:
     if not isinstance(real, bool):
         raise TypeError(f"{func}: real must be a bool; got {type(real).__name__}.")
+
+
+class _SelfCrossEntropy(torch.autograd.Function):
+    """-max_c log softmax(z)_c per pixel: cross-entropy against the pixel's own argmax.
+
+    The value is -amax(log p) (no argmax/gather in the forward); the backward is
+    softmax(z) - onehot(argmax), built as exp(log p)·g in one (N, C, H, W) buffer with -g
+    scattered at the argmax, instead of gather's zero-filled one-hot plus log_softmax's backward.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, logits: torch.Tensor) -> torch.Tensor:
+        logp = F.log_softmax(logits, dim=1)
+        top = logp.amax(dim=1)  # (N, H, W)
+        ctx.save_for_backward(logp, top)
+        return -top
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
+    ) -> torch.Tensor:
+        logp, top = ctx.saved_tensors  # type: ignore[attr-defined]
+        pseudo = _first_argmax(logp, top).unsqueeze(1)  # (N, 1, H, W)
+        grad = logp.exp().mul_(grad_out.unsqueeze(1))
+        return grad.scatter_add_(1, pseudo, -grad_out.unsqueeze(1))
 
 
 def adversarial_loss(
@@ -156,11 +182,10 @@ def semi_supervised_loss(
         raise ValueError(
             f"{func}: ignore_index must be outside [0, {logits.shape[1]}); got {ignore_index}."
         )
-    logp = F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
     with torch.no_grad():
-        pseudo = logp.argmax(dim=1, keepdim=True)  # (N, 1, H, W)
         trusted = torch.sigmoid(d_logits.detach().float()[:, 0]) > threshold
-    loss = -logp.gather(1, pseudo).squeeze(1)  # (N, H, W)
+    # -log softmax at the argmax = -max_c log p_c; its gradient is softmax - onehot(argmax).
+    loss = _SelfCrossEntropy.apply(logits.to(torch.promote_types(logits.dtype, torch.float32)))
     return masked_reduce(loss, trusted, reduction, func=func)
 
 
