@@ -152,3 +152,29 @@ def test_parallel_jobs_give_the_same_tables(tmp_path):
     one = run_study("uda", out=tmp_path / "a", jobs=1, **kw)
     two = run_study("uda", out=tmp_path / "b", jobs=2, threads=1, **kw)
     assert one["tables"] == two["tables"]
+
+
+def test_tables_only_trains_nothing_and_marks_missing_runs(tmp_path):
+    run_study(
+        "uda",
+        budget=TINY,
+        out=tmp_path,
+        only=("source_only",),
+        train_fn=_module_level_fake,
+        log=lambda s: None,
+    )
+    calls: list = []
+    out = run_study(
+        "uda",
+        budget=TINY,
+        out=tmp_path,
+        only=("maxsquare",),
+        train_fn=_fake_train(calls),
+        log=lambda s: None,
+        tables_only=True,
+    )
+    assert calls == []
+    cells = out["tables"]["seg"]["cells"]["synthetic→real"]
+    assert cells["source_only"]["miou"]["n"] == 2
+    assert cells["maxsquare"]["miou"]["n"] == 0
+    assert "—" in out["markdown"]

@@ -58,6 +58,7 @@ def run_study(
     log: Callable[[str], None] = _print,
     jobs: int = 1,
     threads: int | None = None,
+    tables_only: bool = False,
 ) -> dict[str, Any]:
     """Run every (run, seed) of ``study`` that has no ``results.json`` yet, then aggregate.
 
@@ -74,6 +75,7 @@ def run_study(
             Small networks use 2 cores better as 2 one-thread runs than as 1 two-thread run;
             results do not depend on ``jobs`` (every run is seeded on its own).
         threads: torch threads per worker process (default: cores // jobs).
+        tables_only: train nothing; rebuild the tables from the runs already on disk.
 
     Returns:
         ``{"study", "budget", "tables": {...}, "markdown", "seconds"}``; also written to
@@ -113,6 +115,8 @@ def run_study(
             f"({seconds:.0f} s)"
         )
 
+    if tables_only:  # aggregate what is on disk; missing runs show as "—"
+        todo = []
     # Waves: a run starts once the run it is initialised from has finished.
     while todo:
         ready = [t for t in todo if t[0].init_from is None or (t[0].init_from, t[1]) in results]
@@ -226,6 +230,9 @@ def format_tables(
         "",
     ]
     for name, t in tables.items():
+        if len(t["rows"]) == 1 and len(t["metrics"]) > 1:
+            lines += _transposed(name, t)
+            continue
         for key, title, higher in t["metrics"]:
             ratio = key in ("miou", "boundary_f1", "pixel_acc", "delta1", "delta2", "delta3")
             scale = 100.0 if ratio else 1.0
@@ -248,6 +255,42 @@ def format_tables(
                 lines.append(f"| {row} | " + " | ".join(out) + " |")
             lines.append("")
     return "\n".join(lines)
+
+
+def _scale(key: str) -> float:
+    return 100.0 if key in _PERCENT else 1.0
+
+
+_PERCENT = ("miou", "boundary_f1", "pixel_acc", "delta1", "delta2", "delta3")
+
+
+def _transposed(name: str, t: dict[str, Any]) -> list[str]:
+    """One-row tables with several metrics: methods as rows, metrics as columns."""
+    row = t["rows"][0]
+    cells = t["cells"].get(row, {})
+    heads = [
+        f"{title}{' (%)' if _scale(k) == 100 else ''} {'↑' if hi else '↓'}"
+        for k, title, hi in t["metrics"]
+    ]
+    lines = [
+        f"**{name}** ({row})",
+        "",
+        "| method | " + " | ".join(heads) + " |",
+        "|---" * (len(heads) + 1) + "|",
+    ]
+    best = {}
+    for key, _, higher in t["metrics"]:
+        means = {c: cells[c][key]["mean"] for c in cells if cells[c][key]["n"]}
+        best[key] = (max if higher else min)(means, key=means.get) if means else None
+    for col in t["cols"]:
+        if col not in cells:
+            continue
+        out = []
+        for key, _, _ in t["metrics"]:
+            text = _fmt(cells[col][key], _scale(key))
+            out.append(f"**{text}**" if best[key] == col else text)
+        lines.append(f"| {col} | " + " | ".join(out) + " |")
+    return [*lines, ""]
 
 
 def plot_study(tables: dict[str, Any], path: str | Path, *, title: str = "") -> Path:
