@@ -95,6 +95,8 @@ def main(argv: list[str]) -> int:
     timing = "" if args.tables_only else f"\n\n_Total wall time: {minutes:.1f} min._"
     report = "\n\n".join(parts) + timing + "\n"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "REPORT.md").write_text(report)
-    print(f"denseloss reproduce: wrote {out / 'REPORT.md'} ({minutes:.1f} min)")
+    # one report per set of studies, so running `real` alone never overwrites the quick report
+    name = "REPORT.md" if studies == list(QUICK_STUDIES) else f"REPORT-{'-'.join(studies)}.md"
+    (out / name).write_text(report)
+    print(f"denseloss reproduce: wrote {out / name} ({minutes:.1f} min)")
     return 0
