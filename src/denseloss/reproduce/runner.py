@@ -213,7 +213,8 @@ def _fmt(cell: dict[str, Any], scale: float) -> str:
     if not cell["n"]:
         return "—"
     mean, std = cell["mean"] * scale, cell["std"] * scale
-    digits = 3 if abs(mean) < 10 else 1  # AbsRel 0.118 needs three decimals, mIoU 66.8 one
+    # AbsRel 0.118 needs three decimals; percentages (mIoU 6.6 or 66.8) and degrees > 10 one
+    digits = 3 if scale == 1.0 and abs(mean) < 10 else 1
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
