@@ -15,8 +15,8 @@ from denseloss._validation import (
     check_mask,
     check_same_spatial,
 )
+from denseloss.losses._argmax import first_argmax
 from denseloss.losses._reduction import REDUCTIONS, Reduction, masked_reduce
-from denseloss.losses.max_square import _first_argmax
 
 __all__ = ["AdversarialLoss", "SemiSupervisedLoss", "adversarial_loss", "semi_supervised_loss"]
 
@@ -55,7 +55,7 @@ class _SelfCrossEntropy(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
     ) -> torch.Tensor:
         logp, top = ctx.saved_tensors  # type: ignore[attr-defined]
-        pseudo = _first_argmax(logp, top).unsqueeze(1)  # (N, 1, H, W)
+        pseudo = first_argmax(logp, top).unsqueeze(1)  # (N, 1, H, W)
         grad = logp.exp().mul_(grad_out.unsqueeze(1))
         return grad.scatter_add_(1, pseudo, -grad_out.unsqueeze(1))
 

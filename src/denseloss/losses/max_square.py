@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from denseloss._validation import check_choice, check_logits, check_mask, check_same_spatial
+from denseloss.losses._argmax import first_argmax as _first_argmax
 from denseloss.losses._reduction import REDUCTIONS, Reduction, masked_reduce
 
 __all__ = ["MaxSquareLoss", "SelfProducedGuidance", "max_square_loss", "self_produced_guidance"]
@@ -29,24 +30,6 @@ def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     for c in range(a.shape[1]):
         out.addcmul_(a[:, c], b[:, c])
     return out
-
-
-def _first_argmax(x: torch.Tensor, amax: torch.Tensor) -> torch.Tensor:
-    """``x.argmax(dim=1)`` (first maximal index) given ``amax = x.amax(dim=1)``; (N, H, W) int64.
-
-    ``argmax`` along a strided dim is several times slower than ``amax`` on CPU; comparing each
-    channel with the maximum from the last to the first leaves the first maximal index.
-    A NaN maximum (no channel equals it) falls back to ``x.argmax``.
-    """
-    num_classes = x.shape[1]
-    index = torch.full(amax.shape, num_classes - 1, dtype=torch.long, device=x.device)
-    hit = torch.empty(amax.shape, dtype=torch.bool, device=x.device)
-    for c in range(num_classes - 2, -1, -1):
-        torch.eq(x[:, c], amax, out=hit)
-        index.masked_fill_(hit, c)
-    if amax.isnan().any():
-        return x.argmax(dim=1)
-    return index
 
 
 class _HalfSquareSum(torch.autograd.Function):
