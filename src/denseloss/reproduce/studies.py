@@ -14,7 +14,7 @@ Budgets: ``quick`` is the README's main job (studies 1–4 in ≤ 15 minutes on 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from denseloss.config.schema import DataConfig, RunConfig, TrainConfig
@@ -106,7 +106,6 @@ class Run:
     config: RunConfig
     init_from: str | None = None
     metrics: tuple[Metric, ...] = SEG_METRICS
-    params: dict[str, Any] = field(default_factory=dict)
 
 
 def _config(
@@ -176,65 +175,33 @@ def _semi(b: Budget) -> list[Run]:
 
 
 def _uda(b: Budget) -> list[Run]:
-    runs = [Run("source_only", "seg", "synthetic→real", "source_only", _config("source_only", b))]
-    # Control: the adapted runs train ``adapt_steps`` more source steps than source_only, so
-    # source_only continued for as long is the fair baseline of the adaptation gain.
-    runs.append(
-        Run(
-            "source_only_continued",
-            "seg",
-            "synthetic→real",
-            "source_only (continued)",
-            _config("source_only", b, steps=b.adapt_steps),
-            init_from="source_only",
-        )
-    )
-    # Control: the adapted runs also pass target images through the network in train mode, so
-    # BatchNorm statistics adapt to the target even with no target loss (AdaBN). λ_T = 0
-    # isolates that share of the gain from the losses'.
-    runs.append(
-        Run(
-            "target_bn_only",
-            "seg",
-            "synthetic→real",
-            "target BN only (λ_T = 0)",
-            _config("minent", b, steps=b.adapt_steps, params={"lambda_target": 0.0}),
-            init_from="source_only",
-        )
-    )
-    for method in ("minent", "maxsquare", "maxsquare_iw"):
-        runs.append(
-            Run(
-                method,
-                "seg",
-                "synthetic→real",
-                method,
-                _config(method, b, steps=b.adapt_steps),
-                init_from="source_only",
-            )
-        )
-    # the multi-level variant needs the aux classifier trained on the source as well: its own
-    # source-only warm-up is the same network, so it starts from the same checkpoint.
-    runs.append(
-        Run(
-            "maxsquare_iw_multi",
-            "seg",
-            "synthetic→real",
-            "maxsquare_iw_multi",
-            _config("maxsquare_iw_multi", b, steps=b.adapt_steps),
-            init_from="source_only",
-        )
-    )
-    runs.append(
+    row = "synthetic→real"
+
+    def adapted(key: str, col: str, method: str, params: dict[str, Any] | None = None) -> Run:
+        """A run that starts from the same seed's source-only checkpoint (MaxSquare's issue #1)."""
+        cfg = _config(method, b, steps=b.adapt_steps, params=params)
+        return Run(key, "seg", row, col, cfg, init_from="source_only")
+
+    return [
+        Run("source_only", "seg", row, "source_only", _config("source_only", b)),
+        # Control: the adapted runs train ``adapt_steps`` more source steps than source_only, so
+        # source_only continued for as long is the fair baseline of the adaptation gain.
+        adapted("source_only_continued", "source_only (continued)", "source_only"),
+        # Control: the adapted runs also pass target images through the network in train mode,
+        # so BatchNorm statistics adapt to the target even with no target loss (AdaBN).
+        # λ_T = 0 isolates that share of the gain from the losses'.
+        adapted("target_bn_only", "target BN only (λ_T = 0)", "minent", {"lambda_target": 0.0}),
+        # maxsquare_iw_multi's aux classifier is part of the same network, trained on the
+        # source during the source-only run, so it starts from the same checkpoint.
+        *(adapted(m, m, m) for m in ("minent", "maxsquare", "maxsquare_iw", "maxsquare_iw_multi")),
         Run(
             "oracle",
             "seg",
-            "synthetic→real",
+            row,
             "oracle (target labels)",
             _config("ce", b, data={"domain": "real"}),
-        )
-    )
-    return runs
+        ),
+    ]
 
 
 def _scribble(b: Budget) -> list[Run]:
