@@ -178,3 +178,88 @@ def test_tables_only_trains_nothing_and_marks_missing_runs(tmp_path):
     assert cells["source_only"]["miou"]["n"] == 2
     assert cells["maxsquare"]["miou"]["n"] == 0
     assert "—" in out["markdown"]
+
+
+def test_real_tiny_uda_study_reports_adabn_cells(tmp_path):
+    """A trained source-only run, then its AdaBN cell: BN re-estimated on target images."""
+
+    def quiet(cfg):
+        from denseloss.training.trainer import train
+
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_batches=1))
+        return train(cfg)
+
+    out = run_study(
+        "uda",
+        budget=dataclasses.replace(TINY, seeds=(0,)),
+        out=tmp_path,
+        only=("source_only+adabn",),
+        train_fn=quiet,
+        log=lambda s: None,
+        adabn_images=4,
+    )
+    run_dir = tmp_path / "uda" / "source_only" / "seed0"
+    adabn = json.loads((run_dir / "results_adabn.json").read_text())
+    assert adabn["bn_images"] == 4
+    assert adabn["target"]["domain"] == "real"
+    cells = out["tables"]["seg"]["cells"]
+    bn = cells["synthetic→real, target BN re-estimated"]["source_only"]["miou"]
+    assert bn["n"] == 1
+    assert bn["values"] == [adabn["test"]["miou"]]
+    # the plain row still reads the run's own results.json
+    plain = json.loads((run_dir / "results.json").read_text())
+    assert cells["synthetic→real"]["source_only"]["miou"]["values"] == [plain["test"]["miou"]]
+
+
+def test_reestimate_batchnorm_gives_the_dataset_statistics():
+    import torch
+
+    from denseloss.reproduce.adabn import reestimate_batchnorm
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.BatchNorm2d(3), torch.nn.Dropout(0.5))
+    net[0].running_mean.fill_(5.0)  # stale source statistics
+    data = [torch.randn(4, 3, 2, 2) * 2 + 1 for _ in range(3)]
+    seen = reestimate_batchnorm(net, ({"image": x} for x in data), max_images=10)
+    assert seen == 10
+    used = torch.cat(data)[:10]
+    # cumulative average of the per-batch means (batches of 4, 4, 2 images)
+    means = [used[:4].mean((0, 2, 3)), used[4:8].mean((0, 2, 3)), used[8:].mean((0, 2, 3))]
+    torch.testing.assert_close(net[0].running_mean, sum(means) / 3)
+    assert net[0].momentum == 0.1  # restored
+    assert net.training  # restored
+    with pytest.raises(ValueError, match="BatchNorm"):
+        reestimate_batchnorm(torch.nn.Conv2d(3, 3, 1), [{"image": data[0]}])
+
+
+def _summary(mean: float, std: float) -> dict:
+    cell = {"miou": {"mean": mean, "std": std, "n": 3, "values": []}}
+    return {"seg": {"rows": ["r"], "cols": ["m"], "metrics": [], "cells": {"r": {"m": cell}}}}
+
+
+def test_compare_flags_only_cells_beyond_two_std():
+    from denseloss.reproduce.compare import compare_tables
+
+    ref = _summary(0.60, 0.01)
+    _, flagged = compare_tables("s", _summary(0.615, 0.01), ref)  # 1.5 std away
+    assert flagged == 0
+    md, flagged = compare_tables("s", _summary(0.63, 0.01), ref)  # 3 std away
+    assert flagged == 1
+    assert "**> 2 std**" in md
+    # the larger spread of the two counts: 3 reference std but 1.5 of ours
+    _, flagged = compare_tables("s", _summary(0.63, 0.02), ref)
+    assert flagged == 0
+
+
+def test_cli_reproduce_writes_apart_from_the_reference_and_compares(tmp_path, monkeypatch):
+    from denseloss.cli.app import run
+
+    monkeypatch.chdir(tmp_path)
+    ref = tmp_path / "results" / "quick" / "semi"
+    ref.mkdir(parents=True)
+    (ref / "summary.json").write_text(json.dumps({"tables": {}}))
+    assert run(["reproduce", "semi", "--quick", "--tables-only"]) == 0
+    assert (tmp_path / "runs" / "reproduce" / "quick" / "semi" / "table.md").is_file()
+    assert not (ref / "table.md").exists()  # the reference is never written
+    report = (tmp_path / "runs" / "reproduce" / "quick" / "REPORT-semi.md").read_text()
+    assert "against the committed reference" in report

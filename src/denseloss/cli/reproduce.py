@@ -27,7 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quick", action="store_true", help="the reduced budget (README main job)")
     p.add_argument("--budget", choices=["quick", "full"], default=None, help="budget name")
-    p.add_argument("--out", default=None, help="output root (default results/<budget>)")
+    p.add_argument("--out", default=None, help="output root (default runs/reproduce/<budget>)")
+    p.add_argument(
+        "--reference",
+        default=None,
+        help="committed reference results to compare with (default results/<budget>; "
+        "'none' to skip)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds")
     p.add_argument("--only", nargs="+", default=None, help="run keys to restrict a study to")
     p.add_argument("--steps", type=int, default=None, help="override the steps of every run")
@@ -46,12 +52,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--accelerator", default=None, help="cpu, cuda or auto")
     p.add_argument("--devices", type=int, default=None, help="processes per run (DDP when > 1)")
     p.add_argument("--precision", default=None, help="32-true, bf16-mixed or 16-mixed")
+    p.add_argument(
+        "--launcher",
+        choices=["local", "slurm"],
+        default="local",
+        help="local: train here; slurm: write a SLURM job array (one task per run and seed) "
+        "under <out>/slurm and exit (docs/scaling.md)",
+    )
+    p.add_argument(
+        "--sbatch",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --launcher slurm: an #SBATCH option such as partition=gpu (repeatable)",
+    )
+    p.add_argument(
+        "--array-limit", type=int, default=None, help="with --launcher slurm: tasks run at once"
+    )
     return p
 
 
 def main(argv: list[str]) -> int:
     """Entry point of ``denseloss reproduce``; returns the exit status."""
     from denseloss.reproduce import QUICK_STUDIES, STUDIES, run_study
+    from denseloss.reproduce.compare import compare_tables, load_reference
 
     args = _parser().parse_args(argv)
     budget = args.budget or ("quick" if args.quick or not args.studies else "full")
@@ -61,7 +85,12 @@ def main(argv: list[str]) -> int:
         raise ValueError(
             f"denseloss reproduce: studies must be among {sorted(STUDIES)}; got {unknown}."
         )
-    out = Path(args.out or f"results/{budget}")
+    # Runs land apart from the committed reference, so a fresh clone really trains; the runner
+    # skips only the finished runs of its own output folder.
+    out = Path(args.out or f"runs/reproduce/{budget}")
+    reference = None if args.reference == "none" else Path(args.reference or f"results/{budget}")
+    if reference is not None and reference.resolve() == out.resolve():
+        reference = None  # comparing a folder with itself says nothing
 
     def overrides(cfg: Any) -> Any:
         train: dict[str, Any] = {}
@@ -74,6 +103,22 @@ def main(argv: list[str]) -> int:
         if args.precision is not None:
             train["precision"] = args.precision
         return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train))
+
+    if args.launcher == "slurm":
+        from denseloss.reproduce.launchers import write_slurm_array
+
+        written = write_slurm_array(
+            studies,
+            budget=budget,
+            out=out,
+            seeds=tuple(args.seeds) if args.seeds else None,
+            only=tuple(args.only) if args.only else None,
+            overrides=overrides,
+            sbatch=args.sbatch,
+            array_limit=args.array_limit,
+        )
+        print(written["message"])
+        return 0
 
     start = time.perf_counter()
     parts = []
@@ -91,6 +136,12 @@ def main(argv: list[str]) -> int:
         )
         parts.append(summary["markdown"])
         print(summary["markdown"])
+        ref = load_reference(reference / study / "summary.json") if reference else None
+        if ref is not None:
+            text, flagged = compare_tables(study, summary["tables"], ref)
+            parts.append(text)
+            print(text)
+            print(f"[{study}] {flagged} cell(s) differ from {reference} by more than 2 std")
     minutes = (time.perf_counter() - start) / 60
     timing = "" if args.tables_only else f"\n\n_Total wall time: {minutes:.1f} min._"
     report = "\n\n".join(parts) + timing + "\n"

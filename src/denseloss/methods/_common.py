@@ -22,6 +22,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "as_floats",
+    "aux_cross_entropy",
     "build_predictor",
     "dense_target",
     "dense_valid",
@@ -56,8 +57,20 @@ def build_predictor(
     factory = ctx.model.name if name is None else name
     kwargs = dict(ctx.model.kwargs if kwargs is None else kwargs)
     if ctx.task == "seg":
-        return build_segmenter(factory, num_classes=ctx.num_classes, **kwargs)
-    return build_regressor(factory, task=ctx.task, **kwargs)
+        net = build_segmenter(factory, num_classes=ctx.num_classes, **kwargs)
+    else:
+        net = build_regressor(factory, task=ctx.task, **kwargs)
+    if ctx.model.weights is not None:
+        from denseloss.models import load_weights
+
+        if factory != ctx.model.name:
+            raise ValueError(
+                f"build_predictor: model.weights must be for the network the method builds "
+                f"({factory!r}); got weights with model.name={ctx.model.name!r}. Hint: pass "
+                f"--model.name {factory}."
+            )
+        load_weights(net, ctx.model.weights)
+    return net
 
 
 def output_channels(ctx: MethodContext) -> int:
@@ -206,6 +219,22 @@ def predict_dense(
 ) -> torch.Tensor:
     """Eval-time dense output of ``net`` at the image's size (logits, depth or unit normals)."""
     return to_dense(net(image), task, tuple(image.shape[-2:]), align_corners=align_corners)
+
+
+def aux_cross_entropy(
+    output: Any, labels: torch.Tensor, weight: float, ignore_index: int = 255
+) -> torch.Tensor | None:
+    """CE of the auxiliary (layer-3) classifier at the label size, or None without one.
+
+    MMSegmentation's DeepLab-v3 configs (which PNE builds on) train baseline and method with the
+    same FCN auxiliary head at weight 0.4; the full-supervision recipes share this helper so a
+    study can give every method the same auxiliary term (``weight = 0`` leaves it out of the
+    loss, and the caller keeps the head in the graph through :func:`unused_outputs`).
+    """
+    aux = getattr(output, "aux_logits", None)
+    if aux is None or weight == 0:
+        return None
+    return cross_entropy(resize(aux, tuple(labels.shape[-2:])), labels, ignore_index=ignore_index)
 
 
 def unused_outputs(output: Any) -> torch.Tensor | float:

@@ -15,6 +15,7 @@ from denseloss.methods._common import (
     add_predictor,
     as_floats,
     downsample_mask,
+    normalize_image,
     predict_dense,
     resize,
     unused_outputs,
@@ -32,12 +33,14 @@ class DFR(Method):
     - the segmenter (a ViT by default, see ``segmenter``) gives logits and features;
     - the :class:`~denseloss.models.FeatureConsistencyHead` maps the features to the deep
       features f of the kernel; it is trained by ``feature_consistency_loss(f, scribble)``
-      (same-label scribble pixel pairs close, different-label pairs apart), and its gradient also
+      at the scribble pixels (f bilinearly upsampled to the scribble resolution; same-label
+      pairs close, different-label pairs apart), and its gradient also
       reaches the backbone (``detach_head_input=False``), so the features the kernel reads are
       updated as training goes (the paper's "dynamically updated" deep features);
-    - ``dfr_loss(softmax(logits), image, f)`` at the logits' resolution, with f detached inside the
-      loss (its default): the segmentation loss cannot shrink the kernel by moving f; it is
-      switched on after ``warmup_fraction`` of the run, once f carries the scribbles' relations.
+    - ``dfr_loss(softmax(logits), normalize(image), f)`` at the logits' resolution, with the
+      Gated CRF baseline's shallow kernel and f detached inside the loss (its default): the
+      segmentation loss cannot shrink the kernel by moving f; it is switched on after
+      ``warmup_fraction`` of the run, once f carries the scribbles' relations.
 
     Logged: ``loss/pce``, ``loss/reg`` (unweighted; 0 during warm-up), ``loss/fc``.
     """
@@ -61,12 +64,17 @@ class DFR(Method):
         # Ours. 1.0 (the consistency term on pCE's scale) let it dominate the shared backbone:
         # built-in scribbles, 200 steps, seed 0: w_fc 1.0 → 66.5 mIoU, 0.1 → 69.6 (pCE 67.8).
         fc_weight: float = 0.1
-        # Gated CRF reference r = 5, σxy = 6 on stride-4 maps; scaled for the 8² maps of 64²
-        # images at stride 8 (see PartialCEGatedCRF).
+        # The shallow kernel is the Gated CRF baseline's, value for value (PartialCEGatedCRF):
+        # reference r = 5, σxy = 6 on stride-4 maps, scaled to the same image extent at
+        # stride 8; σrgb 0.1 on the mean/std-normalised image. Sharing it makes DFR's rows
+        # isolate its own parts (the deep kernel and the consistency head).
         radius: int = 3  # scaled Gated CRF radius 5 (see above)
         sigma_xy: float = 3.0  # scaled Gated CRF σxy 6 (see above)
-        sigma_rgb: float = 0.1  # dfr_loss default (on the [0, 1] image)
+        sigma_rgb: float = 0.1  # Gated CRF reference σ on the mean/std-normalised image
         sigma_deep: float = 0.5  # dfr_loss default: k_d = exp(-4 (1 - cos))
+        # Ablation switch: False drops the deep-feature kernel (K = k_s, the Gated CRF kernel),
+        # keeping the consistency head; ``fc_weight = 0`` is the other ablation.
+        deep_kernel: bool = True
         head_channels: int = 64  # FeatureConsistencyHead default width
         max_pixels: int = 1024  # feature_consistency_loss default: scribble pixels per image
         detach_head_input: bool = False  # ours: let the consistency loss shape the backbone
@@ -74,7 +82,7 @@ class DFR(Method):
         warmup_fraction: float = 0.005
 
     def __init__(self, config: DFR.Config, ctx: MethodContext) -> None:
-        from denseloss.models import FeatureConsistencyHead
+        from denseloss.models import FeatureConsistencyHead, require_capability
 
         super().__init__(config, ctx)
         name = self.backbone_name(config, ctx)
@@ -82,6 +90,7 @@ class DFR(Method):
             self.net = add_predictor(self)
         else:
             self.net = add_predictor(self, name, config.segmenter_kwargs or {})
+        require_capability(self.net, "features", method=self.name)
         head = FeatureConsistencyHead(self.net.feature_channels, out_channels=config.head_channels)
         self.head = self.add_module("consistency_head", head, self.sgd())
 
@@ -98,9 +107,13 @@ class DFR(Method):
         out = self.net(image)
         feats = out.features.detach() if cfg.detach_head_input else out.features
         deep = self.head(feats)
+        # The consistency head is supervised at the scribbles' own pixels: its map is
+        # bilinearly upsampled to the scribble resolution first (nearest-resizing thin strokes
+        # onto a stride-8 grid would keep only a few cells per image).
+        deep_full = resize(deep, tuple(scribble.shape[-2:]))
         terms = {
             "loss/pce": partial_cross_entropy(resize(out.logits, scribble.shape[-2:]), scribble),
-            "loss/fc": feature_consistency_loss(deep, scribble, max_pixels=cfg.max_pixels),
+            "loss/fc": feature_consistency_loss(deep_full, scribble, max_pixels=cfg.max_pixels),
         }
         on = step >= cfg.warmup_fraction * self.ctx.total_steps
         if on:
@@ -108,8 +121,9 @@ class DFR(Method):
             size = tuple(out.logits.shape[-2:])
             terms["loss/reg"] = dfr_loss(
                 out.logits.float().softmax(dim=1),
-                image,
+                normalize_image(image),
                 deep,
+                weights=(1.0, 1.0 if cfg.deep_kernel else 0.0),
                 radius=cfg.radius,
                 sigma_xy=cfg.sigma_xy,
                 sigma_rgb=cfg.sigma_rgb,

@@ -19,6 +19,7 @@ from denseloss.losses import cross_entropy, pixel_contrast_loss, pne_loss
 from denseloss.methods._common import (
     add_predictor,
     as_floats,
+    aux_cross_entropy,
     predict_dense,
     resize,
     unused_outputs,
@@ -61,10 +62,11 @@ class PNE(Method):
         embedding_dim: int = 256
 
     def __init__(self, config: PNE.Config, ctx: MethodContext) -> None:
-        from denseloss.models import ProjectionHead
+        from denseloss.models import ProjectionHead, require_capability
 
         super().__init__(config, ctx)
         self.net = add_predictor(self)
+        require_capability(self.net, "features", method=self.name)
         head = ProjectionHead(self.net.feature_channels, out_channels=config.embedding_dim)
         self.projection = self.add_module("projection", head, self.sgd())
 
@@ -74,8 +76,9 @@ class PNE(Method):
         size = tuple(labels.shape[-2:])
         out = self.net(batch["image"])
         terms = {"loss/seg": cross_entropy(resize(out.logits, size), labels)}
-        if out.aux_logits is not None:
-            terms["loss/aux"] = cross_entropy(resize(out.aux_logits, size), labels)
+        aux = aux_cross_entropy(out, labels, cfg.aux_weight, self.ctx.ignore_index)
+        if aux is not None:
+            terms["loss/aux"] = aux
         terms["loss/pne"] = pne_loss(
             _embeddings(self.projection, out),
             out.logits,
@@ -89,7 +92,7 @@ class PNE(Method):
         total = terms["loss/seg"] + cfg.pne_weight * terms["loss/pne"]
         if "loss/aux" in terms:
             total = total + cfg.aux_weight * terms["loss/aux"]
-        self.fabric.backward(total)
+        self.fabric.backward(total + unused_outputs(out))
         self.step_optimizer("segmenter")
         self.step_optimizer("projection")
         return as_floats(terms)
@@ -101,7 +104,7 @@ class PNE(Method):
 
 
 class PixelContrast(Method):
-    """CE + weight(t) · pixel_contrast(projection(features), labels, argmax logits).
+    """CE + aux_weight · CE(aux) + weight(t) · pixel_contrast(projection(features), labels, argmax).
 
     weight(t) = 0 before ``warmup_steps`` and ``contrast_weight`` after (the reference multiplies
     the contrast term by 0 during warm-up; here it is not computed then, which is the same
@@ -128,12 +131,15 @@ class PixelContrast(Method):
         # built-in data: an 8×8 logit map has 64 pixels, so a class qualifies with > 6 of them.
         max_views: int = 6
         embedding_dim: int = 256  # reference 'convmlp' projection width
+        # The aux head weight PNE and the CE baseline use (MMSeg's 0.4): one value per study.
+        aux_weight: float = 0.4
 
     def __init__(self, config: PixelContrast.Config, ctx: MethodContext) -> None:
-        from denseloss.models import ProjectionHead
+        from denseloss.models import ProjectionHead, require_capability
 
         super().__init__(config, ctx)
         self.net = add_predictor(self)
+        require_capability(self.net, "features", method=self.name)
         head = ProjectionHead(self.net.feature_channels, out_channels=config.embedding_dim)
         self.projection = self.add_module("projection", head, self.sgd())
 
@@ -163,8 +169,12 @@ class PixelContrast(Method):
         else:
             contrast = seg.new_zeros(())
         terms = {"loss/seg": seg, "loss/contrast": contrast}
+        aux = aux_cross_entropy(out, labels, self.config.aux_weight, self.ctx.ignore_index)
+        if aux is not None:
+            terms["loss/aux"] = aux
         check_finite(terms)
-        self.fabric.backward(seg + weight * contrast + unused_outputs(out))
+        total = seg + weight * contrast + (self.config.aux_weight * aux if aux is not None else 0)
+        self.fabric.backward(total + unused_outputs(out))
         self.step_optimizer("segmenter")
         self.step_optimizer("projection")  # no gradient during warm-up: SGD leaves it unchanged
         return as_floats(terms)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from denseloss.reproduce.adabn import RESULTS_ADABN, adabn_results
 from denseloss.reproduce.studies import BUDGETS, Budget, Run, study_runs, with_seed
 
 __all__ = ["aggregate", "format_tables", "plot_study", "run_study"]
@@ -28,7 +29,7 @@ def _train(config: Any) -> dict[str, Any]:
 
 
 def _select(runs: list[Run], only: tuple[str, ...] | None, study: str) -> list[Run]:
-    """``runs`` restricted to ``only`` plus the runs they are initialised from."""
+    """``runs`` restricted to ``only`` plus the runs they are initialised or derived from."""
     if not only:
         return runs
     by_key = {r.key: r for r in runs}
@@ -38,11 +39,13 @@ def _select(runs: list[Run], only: tuple[str, ...] | None, study: str) -> list[R
             f"run_study: only must name runs of study {study!r} ({sorted(by_key)}); got {unknown}."
         )
     wanted = set(only)
-    for k in list(wanted):
-        dep = by_key[k].init_from
-        while dep is not None:
-            wanted.add(dep)
-            dep = by_key[dep].init_from
+    stack = list(wanted)
+    while stack:  # follow init_from and derived_from chains
+        run = by_key[stack.pop()]
+        for dep in (run.init_from, run.derived_from):
+            if dep is not None and dep not in wanted:
+                wanted.add(dep)
+                stack.append(dep)
     return [r for r in runs if r.key in wanted]
 
 
@@ -59,6 +62,7 @@ def run_study(
     jobs: int = 1,
     threads: int | None = None,
     tables_only: bool = False,
+    adabn_images: int = 400,
 ) -> dict[str, Any]:
     """Run every (run, seed) of ``study`` that has no ``results.json`` yet, then aggregate.
 
@@ -76,6 +80,7 @@ def run_study(
             results do not depend on ``jobs`` (every run is seeded on its own).
         threads: torch threads per worker process (default: cores // jobs).
         tables_only: train nothing; rebuild the tables from the runs already on disk.
+        adabn_images: target training images the AdaBN cells re-estimate BatchNorm on.
 
     Returns:
         ``{"study", "budget", "tables": {...}, "markdown", "seconds"}``; also written to
@@ -89,8 +94,10 @@ def run_study(
     start = time.perf_counter()
     results: dict[tuple[str, int], dict[str, Any]] = {}
     todo: list[tuple[Run, int, Any]] = []
+    derived = [r for r in runs if r.derived_from is not None]
+    runs_to_train = [r for r in runs if r.derived_from is None]
     for seed in seeds:
-        for run in runs:
+        for run in runs_to_train:
             run_dir = root / run.key / f"seed{seed}"
             done = run_dir / RESULTS
             if done.exists():
@@ -141,21 +148,52 @@ def run_study(
             for fut in as_completed(futures):
                 res, seconds = fut.result()
                 finished(*futures[fut], res, seconds)
+    _evaluate_derived(study, derived, seeds, root, results, log, tables_only, adabn_images)
     tables = aggregate(runs, results, seeds)
+    val_tables = aggregate(runs, results, seeds, split="val")
     markdown = format_tables(study, tables, b, seeds)
     root.mkdir(parents=True, exist_ok=True)
     (root / "table.md").write_text(markdown)
+    (root / "table_val.md").write_text(format_tables(study, val_tables, b, seeds, split="val"))
     summary = {
         "study": study,
         "budget": b.__dict__ if not isinstance(budget, str) else budget,
         "seeds": list(seeds),
         "tables": tables,
+        "val_tables": val_tables,
         "seconds": time.perf_counter() - start,
     }
     (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     plot_study(tables, root / "figure.png", title=study)
     summary["markdown"] = markdown
     return summary
+
+
+def _evaluate_derived(
+    study: str,
+    derived: list[Run],
+    seeds: tuple[int, ...],
+    root: Path,
+    results: dict[tuple[str, int], dict[str, Any]],
+    log: Callable[[str], None],
+    tables_only: bool,
+    adabn_images: int,
+) -> None:
+    """Fill ``results`` for the derived (AdaBN) cells of finished runs, cached next to each run."""
+    for run in derived:
+        for seed in seeds:
+            base = root / str(run.derived_from) / f"seed{seed}"
+            if (run.derived_from, seed) not in results:
+                continue
+            if tables_only and not (base / RESULTS_ADABN).is_file():
+                continue
+            t0 = time.perf_counter()
+            results[(run.key, seed)] = adabn_results(base, max_images=adabn_images)
+            key, title, _ = run.metrics[0]
+            log(
+                f"[{study}] {run.key} seed {seed}: test {title} = "
+                f"{_metric(results[(run.key, seed)], key):.4g} ({time.perf_counter() - t0:.0f} s)"
+            )
 
 
 def _init_worker(threads: int | None) -> None:
@@ -171,15 +209,19 @@ def _timed(fn: Callable[[Any], dict[str, Any]], cfg: Any) -> tuple[dict[str, Any
     return fn(cfg), time.perf_counter() - t0
 
 
-def _metric(res: dict[str, Any], key: str) -> float:
-    value = res.get("test", {}).get(key, float("nan"))
+def _metric(res: dict[str, Any], key: str, split: str = "test") -> float:
+    value = res.get(split, {}).get(key, float("nan"))
     return float(value) if isinstance(value, (int, float)) else float("nan")
 
 
 def aggregate(
-    runs: list[Run], results: dict[tuple[str, int], dict[str, Any]], seeds: tuple[int, ...]
+    runs: list[Run],
+    results: dict[tuple[str, int], dict[str, Any]],
+    seeds: tuple[int, ...],
+    *,
+    split: str = "test",
 ) -> dict[str, Any]:
-    """Mean and sample std over seeds of each run's test metrics, grouped by table.
+    """Mean and sample std over seeds of each run's ``split`` metrics, grouped by table.
 
     Returns:
         ``{table: {"rows": [...], "cols": [...], "metrics": [...], "cells": {row: {col:
@@ -197,7 +239,9 @@ def aggregate(
             t["cols"].append(run.col)
         cell = {}
         for key, _, _ in run.metrics:
-            values = [_metric(results[(run.key, s)], key) for s in seeds if (run.key, s) in results]
+            values = [
+                _metric(results[(run.key, s)], key, split) for s in seeds if (run.key, s) in results
+            ]
             values = [v for v in values if not math.isnan(v)]
             cell[key] = {
                 "mean": statistics.fmean(values) if values else float("nan"),
@@ -219,13 +263,18 @@ def _fmt(cell: dict[str, Any], scale: float) -> str:
 
 
 def format_tables(
-    study: str, tables: dict[str, Any], budget: Budget, seeds: tuple[int, ...]
+    study: str,
+    tables: dict[str, Any],
+    budget: Budget,
+    seeds: tuple[int, ...],
+    *,
+    split: str = "test",
 ) -> str:
     """Markdown: one table per (table, metric); mean ± std over seeds, best mean in bold."""
     lines = [
-        f"### Study `{study}`",
+        f"### Study `{study}`" + (" (val split)" if split == "val" else ""),
         "",
-        f"Test split, mean ± std over seeds {list(seeds)}; {budget.steps} steps "
+        f"{split.capitalize()} split, mean ± std over seeds {list(seeds)}; {budget.steps} steps "
         f"({budget.adapt_steps} for runs initialised from another run), {budget.size}² images, "
         f"{budget.train_length} training scenes, batch {budget.batch_size}.",
         "",
@@ -324,3 +373,33 @@ def plot_study(tables: dict[str, Any], path: str | Path, *, title: str = "") -> 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def study_tasks(
+    study: str,
+    *,
+    budget: str | Budget = "quick",
+    out: str | Path = "results",
+    seeds: tuple[int, ...] | None = None,
+    only: tuple[str, ...] | None = None,
+    overrides: Callable[[Any], Any] | None = None,
+) -> list[tuple[Run, int, Any]]:
+    """Every ``(run, seed, config)`` that :func:`run_study` trains, finished or not, in its order.
+
+    Same arguments as :func:`run_study`. Each config writes to ``<out>/<study>/<run key>/seed<k>``
+    and, for a run initialised from another, has ``params["init_from"]`` = that run's
+    ``checkpoints/last.ckpt``; cells derived from a trained run (no training) are left out. Used by
+    the SLURM launcher (``reproduce/launchers.py``), which needs the same tree as the local runner.
+    """
+    b = BUDGETS[budget] if isinstance(budget, str) else budget
+    runs = [r for r in _select(study_runs(study, b), only, study) if r.derived_from is None]
+    root = Path(out) / study
+    tasks: list[tuple[Run, int, Any]] = []
+    for seed in tuple(b.seeds if seeds is None else seeds):
+        for run in runs:
+            init_ckpt = None
+            if run.init_from is not None:
+                init_ckpt = str(root / run.init_from / f"seed{seed}" / "checkpoints" / "last.ckpt")
+            cfg = with_seed(run, seed, str(root / run.key / f"seed{seed}"), init_ckpt)
+            tasks.append((run, seed, overrides(cfg) if overrides is not None else cfg))
+    return tasks
