@@ -127,6 +127,7 @@ def semi_supervised_loss(
     *,
     threshold: float = 0.2,
     ignore_index: int = 255,
+    valid_mask: torch.Tensor | None = None,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
     r"""AdvSemiSeg's L_semi: self-training on pixels the discriminator trusts.
@@ -134,7 +135,7 @@ def semi_supervised_loss(
     .. math::
 
         \hat y_n = \arg\max_c z_{n,c}, \quad
-        \Omega = \{n : \sigma(d_n) > T_{semi}\}, \quad
+        \Omega = \{n : \sigma(d_n) > T_{semi},\ v_n\}, \quad
         L = -\frac{1}{|\Omega|}\sum_{n\in\Omega} \log \operatorname{softmax}(z_n)_{\hat y_n}
 
     The pseudo-labels ŷ and the trust mask carry no gradient (the discriminator is frozen in
@@ -150,6 +151,8 @@ def semi_supervised_loss(
         threshold: T_semi in [0, 1] (reference 0.2).
         ignore_index: the value the reference writes into untrusted pixels of the pseudo-label
             map; only checked to lie outside [0, C) (kept for parity of signatures).
+        valid_mask: optional (N, H, W) bool v, True where the pixel exists (False on crop
+            padding); None = all valid. Pixels outside it are never trusted.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
 
     Returns:
@@ -160,7 +163,8 @@ def semi_supervised_loss(
     Raises:
         TypeError: ``logits``/``d_logits`` not floating point.
         ValueError: wrong rank, ``d_logits`` not 1-channel or not matching the logits' size;
-            ``threshold`` outside [0, 1]; ``ignore_index`` inside [0, C); unknown ``reduction``.
+            ``threshold`` outside [0, 1]; ``ignore_index`` inside [0, C); unknown ``reduction``;
+            ``valid_mask`` not a bool (N, H, W) tensor.
 
     Reference:
         ``hung2018adversarial``.
@@ -182,8 +186,12 @@ def semi_supervised_loss(
         raise ValueError(
             f"{func}: ignore_index must be outside [0, {logits.shape[1]}); got {ignore_index}."
         )
+    if valid_mask is not None:
+        check_mask(func, valid_mask, logits)
     with torch.no_grad():
         trusted = torch.sigmoid(d_logits.detach().float()[:, 0]) > threshold
+        if valid_mask is not None:
+            trusted = trusted & valid_mask
     # -log softmax at the argmax = -max_c log p_c; its gradient is softmax - onehot(argmax).
     loss = _SelfCrossEntropy.apply(logits.to(torch.promote_types(logits.dtype, torch.float32)))
     return masked_reduce(loss, trusted, reduction, func=func)
@@ -228,13 +236,19 @@ class SemiSupervisedLoss(nn.Module):
         self.ignore_index = ignore_index
         self.reduction: Reduction = reduction
 
-    def forward(self, logits: torch.Tensor, d_logits: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        logits: torch.Tensor,
+        d_logits: torch.Tensor,
+        valid_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Return :func:`semi_supervised_loss` with this module's settings."""
         return semi_supervised_loss(
             logits,
             d_logits,
             threshold=self.threshold,
             ignore_index=self.ignore_index,
+            valid_mask=valid_mask,
             reduction=self.reduction,
         )
 

@@ -28,6 +28,11 @@ from denseloss.methods.base import Method, MethodContext, Regime, Task, check_fi
 
 __all__ = ["AdvSemiSeg", "AdversarialBaseline"]
 
+# (loss terms, weighted G total, detached fake probabilities, their (N, H, W) masks, trusted).
+_GeneratorTerms = tuple[
+    dict[str, torch.Tensor], torch.Tensor, list[torch.Tensor], list[torch.Tensor], float
+]
+
 
 class AdvSemiSeg(Method):
     r"""Segmentation network G + fully convolutional discriminator D on probability maps.
@@ -36,10 +41,23 @@ class AdvSemiSeg(Method):
 
     1. **G step**, D frozen (``requires_grad=False``, called outside DDP):
        ``CE(z_l, y_l) + λ_adv · BCE(D(p_l), 1)[y_l ≠ ign]`` and, with unlabelled data,
-       ``λ_semi_adv · BCE(D(p_u), 1) + λ_semi · L_semi(z_u, D(p_u))`` (L_semi from ``semi_start``:
-       CE against argmax where σ(D) > T_semi). p = softmax of the logits upsampled to the image.
-    2. **D step** on *detached* predictions: ``BCE(D([p_l; p_u]), 0)/2`` (labelled ignore pixels
-       masked) + ``BCE(D(onehot(y_gt)), 1)/2`` (ignore pixels masked); Adam, poly-decayed.
+       ``λ_semi_adv · BCE(D(p_u), 1)[v_u] + λ_semi · L_semi(z_u, D(p_u))[v_u]`` (L_semi from
+       ``semi_start``: CE against argmax where σ(D) > T_semi; v_u = the unlabelled ``valid``).
+       p = softmax of the logits upsampled to the image.
+    2. **D step** on *detached* predictions: ``BCE(D([p_l; p_u]), 0)/2`` (labelled ignore and
+       unlabelled padding pixels masked) + ``BCE(D(onehot(y_gt)), 1)/2`` (ignore pixels masked);
+       Adam, poly-decayed.
+
+    **Masks.** D always sees the whole probability map (its convolutions run over the padding,
+    as in the reference); only the per-pixel losses are masked. Labelled batch and ``gt``
+    stream: pixels with label = ign *or* ``valid`` False (the reference pads labels with 255, so
+    its ``labels == 255`` mask already covers the padding; ``valid`` makes that independent of
+    the pad label). Unlabelled batch: its ``valid`` (False on the zero padding of a crop) masks
+    L_semi_adv, L_semi (padding is never trusted) and D's fake loss. The reference has no mask
+    there (``ignore_mask_remain`` is all False: its unlabelled loader is the labelled loader
+    with the labels discarded), so D learns that zero-padded regions are "fake" and L_semi_adv
+    pushes the segmenter on pixels that are not in the image; we drop those pixels instead.
+    ``semi/trusted`` is the trusted fraction of the unlabelled batch's valid pixels.
 
     Reference quirk: when no unlabelled pixel passes T_semi after ``semi_start``, the reference
     skips the unlabelled backward altogether (L_semi_adv too). That couples an unrelated term to
@@ -94,39 +112,49 @@ class AdvSemiSeg(Method):
     def _logits(self, out: Any, size: tuple[int, ...]) -> torch.Tensor:
         return resize(out.logits, tuple(size), align_corners=self.config.align_corners)
 
-    def _generator_terms(
-        self, batch: dict[str, Any], step: int
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[torch.Tensor], float]:
-        """G losses (D frozen); returns (terms, weighted total, fake probabilities, trusted)."""
+    def _generator_terms(self, batch: dict[str, Any], step: int) -> _GeneratorTerms:
+        """G losses (D frozen): terms, weighted total, fake probabilities, masks, trusted."""
         cfg = self.config
         labeled = batch["labeled"]
         labels = labeled["label"]
         out_l = self.net(labeled["image"])
         logits_l = self._logits(out_l, labels.shape[-2:])
         p_l = logits_l.softmax(dim=1)
-        valid_l = labels != self.ctx.ignore_index
-        terms: dict[str, torch.Tensor] = {"loss/seg": cross_entropy(logits_l, labels)}
+        valid_l = _valid(labeled, labels != self.ctx.ignore_index)
+        terms: dict[str, torch.Tensor] = {
+            "loss/seg": cross_entropy(
+                logits_l, labels, ignore_index=self.ctx.ignore_index, valid_mask=valid_l
+            )
+        }
         with frozen(self.disc) as d, self.fabric.autocast():
             terms["loss/adv"] = adversarial_loss(d(p_l), real=True, valid_mask=valid_l)
             total = terms["loss/seg"] + cfg.lambda_adv * terms["loss/adv"] + unused_outputs(out_l)
-            fakes = [p_l.detach()]
+            fakes, valids = [p_l.detach()], [valid_l]
             trusted = 0.0
             use_u = self.uses_unlabeled and "unlabeled" in batch and step >= cfg.semi_start_adv
             if use_u:
-                image_u = batch["unlabeled"]["image"]
+                unlabeled = batch["unlabeled"]
+                image_u = unlabeled["image"]
+                valid_u = _valid(unlabeled, torch.ones_like(image_u[:, 0], dtype=torch.bool))
                 out_u = self.net(image_u)
                 logits_u = self._logits(out_u, image_u.shape[-2:])
                 p_u = logits_u.softmax(dim=1)
                 d_u = d(p_u)
                 fakes.append(p_u.detach())
-                terms["loss/semi_adv"] = adversarial_loss(d_u, real=True)
+                valids.append(valid_u)
+                terms["loss/semi_adv"] = adversarial_loss(d_u, real=True, valid_mask=valid_u)
                 unl = cfg.lambda_semi_adv * terms["loss/semi_adv"] + unused_outputs(out_u)
                 if step >= cfg.semi_start and cfg.lambda_semi > 0:
-                    trusted = float(
-                        (torch.sigmoid(d_u.detach().float()) > cfg.threshold).float().mean()
-                    )
+                    with torch.no_grad():
+                        passes = torch.sigmoid(d_u.detach().float()[:, 0]) > cfg.threshold
+                        n_valid = valid_u.sum().clamp(min=1)
+                        trusted = float((passes & valid_u).sum() / n_valid)
                     terms["loss/semi"] = semi_supervised_loss(
-                        logits_u, d_u, threshold=cfg.threshold, ignore_index=self.ctx.ignore_index
+                        logits_u,
+                        d_u,
+                        threshold=cfg.threshold,
+                        ignore_index=self.ctx.ignore_index,
+                        valid_mask=valid_u,
                     )
                     unl = unl + cfg.lambda_semi * terms["loss/semi"]
                     if cfg.skip_untrusted_unlabeled and trusted == 0.0:
@@ -134,30 +162,27 @@ class AdvSemiSeg(Method):
                 else:
                     terms["loss/semi"] = logits_u.new_zeros(())
                 total = total + unl
-        return terms, total, fakes, trusted
+        return terms, total, fakes, valids, trusted
 
     def training_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
         """G step with D frozen, then D step on detached predictions vs one-hot ``gt`` labels."""
-        terms, total, fakes, trusted = self._generator_terms(batch, step)
+        terms, total, fakes, valids, trusted = self._generator_terms(batch, step)
         check_finite(terms)
         self.fabric.backward(total)
         self.step_optimizer("segmenter")
 
         # D step: one pass on [fake_l; fake_u; real] (BN-free D: same as separate passes).
         ign = self.ctx.ignore_index
-        labels_l = batch["labeled"]["label"]
-        gt = batch.get("gt", batch["labeled"])["label"]
+        gt_batch = batch.get("gt", batch["labeled"])
+        gt = gt_batch["label"]
         real = masked_one_hot(gt, self.ctx.num_classes, ign)
-        fake = torch.cat(fakes)
-        valid_fake = torch.ones(
-            fake.shape[0], *fake.shape[-2:], dtype=torch.bool, device=fake.device
-        )
-        valid_fake[: labels_l.shape[0]] = labels_l != ign
+        fake, valid_fake = torch.cat(fakes), torch.cat(valids)
+        valid_real = _valid(gt_batch, gt != ign)
         d_out = self.disc(torch.cat([fake, real.to(fake.dtype)]))
         n = fake.shape[0]
         d_terms = {
             "loss/d_fake": adversarial_loss(d_out[:n], real=False, valid_mask=valid_fake),
-            "loss/d_real": adversarial_loss(d_out[n:], real=True, valid_mask=gt != ign),
+            "loss/d_real": adversarial_loss(d_out[n:], real=True, valid_mask=valid_real),
         }
         check_finite(d_terms)
         self.fabric.backward((d_terms["loss/d_fake"] + d_terms["loss/d_real"]) / 2)
@@ -177,6 +202,12 @@ class AdvSemiSeg(Method):
         """``{"confidence": σ(D(softmax(logits)))}``, (N, 1, H, W) in [0, 1]."""
         probs = self.predict(image).softmax(dim=1)
         return {"confidence": torch.sigmoid(self.disc(probs).float())}
+
+
+def _valid(stream_batch: dict[str, Any], mask: torch.Tensor) -> torch.Tensor:
+    """``mask`` AND the batch's ``valid`` (False on crop padding) when the batch carries one."""
+    valid = stream_batch.get("valid")
+    return mask if valid is None else mask & valid.to(device=mask.device, dtype=torch.bool)
 
 
 class AdversarialBaseline(AdvSemiSeg):

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from denseloss.losses import (
     cross_entropy,
+    depth_loss,
     normal_loss,
     structure_hinge_loss,
     structure_matching_loss,
@@ -52,7 +53,21 @@ class AdversarialStructureMatching(Method):
        minimise ``match_lambda · match(φ(ŷ), φ(y)) + sup_lambda · pixel_loss(ŷ, y)``.
 
     Analyzer inputs: one-hot labels / softmax / one-hot argmax (seg), log max(d, 0.01) (depth),
-    unit vectors (normals); the ignore / invalid mask goes to the analyzer and to the losses.
+    unit vectors (normals). Stage 1 of the analyzer is one conv of ``analyzer_widths[0] // 2``
+    channels per input modality, as the reference (one task = one modality: 16 channels).
+
+    **Masks, as the reference** (``train_stanford_scenes_asm.py``: ``not_ignore_mask`` is built
+    from invalid depth and normal pixels only). The analyzer mask (its masked features, the
+    hinge and the match) is: depth/normals, the invalid measurements; segmentation, only the
+    batch's ``valid`` region (crop padding, where the reference's padded depth is invalid too),
+    **not** the void band: there the ground-truth one-hot is the all-zero vector (TF's
+    ``one_hot`` of 255) and the prediction enters as it is, so the predictor is matched to
+    "no class" structure at void pixels, as in the reference. The pixel loss and the
+    reconstruction count labelled / measured pixels only.
+
+    Reconstruction (analyzer "min" step, GT input): seg, CE on labelled pixels; depth,
+    mean (ReLU(rec) - d)² over measured pixels, the raw depth, though the input is log-depth;
+    normals, -cos of the L2-normalised reconstruction (as 1 - cos).
     Logged: ``loss/match``, ``loss/<task>``, ``loss/hinge``, ``loss/rec``, ``weight/adv``.
     """
 
@@ -82,7 +97,9 @@ class AdversarialStructureMatching(Method):
         sup_lambda: float = 1.0
         # Reference: the match loss enters the predictor's loss with weight 1.
         match_lambda: float = 1.0
-        # Reference analyzer filters [32, 64, 128, 128, 128] (one 3x3 stride-2 conv per stage).
+        # Reference analyzer filters [32, 64, 128, 128, 128] (one 3x3 stride-2 conv per stage);
+        # its stage 1 is one conv of filters[0] / 2 = 16 channels per input modality
+        # (analyzer.py, filters=int(c_o/2)), so a single-task analyzer has 16 there, not 32.
         analyzer_widths: tuple[int, ...] = (32, 64, 128, 128, 128)
         # Reference recipe: analyzer trained with the predictor's poly LR and momentum (no ×10).
         analyzer_lr_mult: float = 1.0
@@ -98,7 +115,10 @@ class AdversarialStructureMatching(Method):
             )
         self.net = add_predictor(self)
         self.net_key = next(iter(self.nets))
-        analyzer = ANALYZERS["asm"](output_channels(ctx), widths=tuple(config.analyzer_widths))
+        channels = output_channels(ctx)
+        analyzer = ANALYZERS["asm"](
+            channels, widths=tuple(config.analyzer_widths), modality_channels=(channels,)
+        )
         self.analyzer = self.add_module(
             "analyzer",
             analyzer,
@@ -106,10 +126,23 @@ class AdversarialStructureMatching(Method):
         )
 
     # -- analyzer inputs and regulariser -------------------------------------------------------
+    def _analyzer_mask(self, batch: dict[str, Any], valid: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) bool the analyzer and the structure losses use (see the class docstring)."""
+        if self.ctx.task != "seg":
+            return valid  # invalid depth / normal pixels, as the reference
+        roi = batch.get("valid")  # crop padding only; the void band stays in
+        if roi is None:
+            return torch.ones_like(valid)
+        return roi.to(device=valid.device, dtype=torch.bool)
+
     def _analyzer_inputs(
         self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(ground truth, soft prediction, hard negative) as the analyzer sees them."""
+        """(ground truth, soft prediction, hard negative), zeroed where ``valid`` is False.
+
+        Zeroing outside the analyzer mask changes no masked feature (a feature whose 3×3 window
+        touches an invalid pixel is zeroed anyway); it only keeps padding out of the decoder.
+        """
         task, m = self.ctx.task, valid.unsqueeze(1)
         if task == "seg":
             c = self.ctx.num_classes
@@ -126,14 +159,15 @@ class AdversarialStructureMatching(Method):
         return gt, soft, soft.detach()
 
     def _reconstruction_loss(
-        self, rec: torch.Tensor, gt_in: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
+        self, rec: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
     ) -> torch.Tensor:
-        """Seg: CE of the reconstruction logits; depth: MSE on log depth; normals: 1 - cos."""
+        """Seg: CE of the reconstruction logits; depth: MSE of ReLU(rec) to raw depth; normals:
+        1 - cos (reference: ``rec_depth_output = tf.nn.relu(gt_recs[1])``, squared error to
+        ``depths_gather``, the measured raw depths)."""
         if self.ctx.task == "seg":
             return cross_entropy(rec, target, ignore_index=self.ctx.ignore_index)
         if self.ctx.task == "depth":
-            sq = (rec.float() - gt_in)[:, 0] ** 2 * valid
-            return sq.sum() / valid.sum().clamp(min=1)
+            return depth_loss(F.relu(rec.float()), target, kind="l2", valid_mask=valid)
         # 1 - cos has the reference's -cos gradient; the constant keeps the logged value >= 0.
         return normal_loss(rec, target, valid_mask=valid)
 
@@ -142,18 +176,19 @@ class AdversarialStructureMatching(Method):
         """Analyzer update (hinge + reconstruction), then predictor update (match + pixel)."""
         task, cfg, L = self.ctx.task, self.config, self.config.matched_layers
         target = dense_target(batch, task)
-        valid = dense_valid(target, task, self.ctx.ignore_index)
+        valid = dense_valid(target, task, self.ctx.ignore_index)  # supervised pixels
+        a_valid = self._analyzer_mask(batch, valid)  # analyzer and structure losses
         out = self.net(batch["image"])
         pred = to_dense(out, task, tuple(target.shape[-2:]))
-        gt_in, soft_in, neg_in = self._analyzer_inputs(pred, target, valid)
+        gt_in, soft_in, neg_in = self._analyzer_inputs(pred, target, a_valid)
 
         # 1) analyzer: GT and negatives in one pass (one DDP forward, same as two for a BN-free net)
         n = gt_in.shape[0]
-        a_out = self.analyzer(torch.cat([gt_in, neg_in]), valid_mask=torch.cat([valid, valid]))
+        a_out = self.analyzer(torch.cat([gt_in, neg_in]), valid_mask=torch.cat([a_valid, a_valid]))
         feats_gt = [f[:n] for f in a_out.features[:L]]
         feats_neg = [f[n:] for f in a_out.features[:L]]
-        hinge = structure_hinge_loss(feats_gt, feats_neg, margin=cfg.margin, valid_mask=valid)
-        rec = self._reconstruction_loss(a_out.reconstruction[:n], gt_in, target, valid)
+        hinge = structure_hinge_loss(feats_gt, feats_neg, margin=cfg.margin, valid_mask=a_valid)
+        rec = self._reconstruction_loss(a_out.reconstruction[:n], target, valid)
         adv_w = decay(step, self.ctx.total_steps, cfg.adv_weight_start, cfg.adv_weight_end)
         a_terms = {"loss/hinge": hinge, "loss/rec": rec}
         check_finite(a_terms)
@@ -162,10 +197,10 @@ class AdversarialStructureMatching(Method):
 
         # 2) predictor: match the (updated, frozen) analyzer's GT features
         with frozen(self.analyzer) as analyzer, self.fabric.autocast():
-            feats_pred = analyzer(soft_in, valid_mask=valid).features[:L]
+            feats_pred = analyzer(soft_in, valid_mask=a_valid).features[:L]
             with torch.no_grad():
-                feats_gt = analyzer(gt_in, valid_mask=valid).features[:L]
-        match = structure_matching_loss(feats_pred, feats_gt, valid_mask=valid)
+                feats_gt = analyzer(gt_in, valid_mask=a_valid).features[:L]
+        match = structure_matching_loss(feats_pred, feats_gt, valid_mask=a_valid)
         pix = pixel_loss(pred, target, task, self.ctx.ignore_index)
         p_terms = {"loss/match": match, f"loss/{task}": pix}
         check_finite(p_terms)

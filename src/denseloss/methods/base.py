@@ -49,6 +49,9 @@ class OptimConfig:
     weight_decay: float = 5e-4  # L2 weight decay
     poly_power: float = 0.9  # lr = base · (1 - step/total)^power
     head_lr_mult: float = 10.0  # LR × this for non-encoder params (DeepLab-v2 classifier ×10)
+    # Length of the poly schedule; None = the run's steps. Longer than the run = a model taken
+    # mid-schedule (MaxSquare pretrains source-only that way before restarting adaptation).
+    schedule_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ class Method:
     ) -> nn.Module:
         """Set ``module`` (and its optimiser, made by ``make_optimizer``) up with Fabric.
 
-        The optimiser gets a poly scheduler over ``ctx.total_steps`` unless ``poly=False``.
+        The optimiser gets a poly scheduler over ``ctx.optim.schedule_steps`` (default
+        ``ctx.total_steps``) unless ``poly=False``.
         Returns the Fabric-wrapped module; it is also kept in ``self.nets[name]``.
         """
         if make_optimizer is None:
@@ -153,9 +157,8 @@ class Method:
             module, opt = self.fabric.setup(module, opt)
             self.optimizers[name] = opt
             if poly:
-                self.schedulers[name] = poly_scheduler(
-                    opt, self.ctx.total_steps, self.ctx.optim.poly_power
-                )
+                horizon = self.ctx.optim.schedule_steps or self.ctx.total_steps
+                self.schedulers[name] = poly_scheduler(opt, horizon, self.ctx.optim.poly_power)
         self.nets[name] = module
         return module
 

@@ -4,6 +4,13 @@ MinEnt: Vu et al., "ADVENT" (CVPR 2019), as run by the MaxSquare authors (Chen, 
 2019, ``ZJULearning/MaxSquareLoss``): the same DeepLab-v2 "multi" network and schedule, entropy of
 the target prediction with weight λ_T. Batches are ``{"source": labelled, "target": unlabelled}``;
 the target stream carries no labels.
+
+Every UDA recipe here (source-only, MinEnt, the MaxSquare family) trains on the source with the
+*same* term, :meth:`SourceOnly.source_loss`: CE of the main classifier + ``aux_weight`` · CE of
+the auxiliary (layer-3) classifier when the network has one. MaxSquare's reference pretrains the
+source-only model with ``--multi True`` (README, ``tools/train_source.py``: ``cur_loss +=
+lambda_seg * CE(pred_2, y)``, ``--lambda_seg`` default 0.1) and IW+Multi's target guidance
+then reads that aux head; one source term for all keeps the rows comparable.
 """
 
 from __future__ import annotations
@@ -28,10 +35,13 @@ __all__ = ["MinEnt", "SourceOnly"]
 
 
 class SourceOnly(Method):
-    """Cross-entropy on the labelled source stream only (the UDA lower bound).
+    r"""Cross-entropy on the labelled source stream only (the UDA lower bound).
 
-    Logits are bilinearly upsampled (``align_corners=True``, as the MaxSquare reference) to the
-    label size. Logged: ``loss/seg``.
+    .. math:: L_{src} = CE(z_s, y_s) + \lambda_{aux}\, CE(z^{aux}_s, y_s)
+
+    (the aux term only when the network returns ``aux_logits``). Logits are bilinearly upsampled
+    (``align_corners=True``, as the MaxSquare reference) to the label size. Logged:
+    ``loss/seg`` and, with an aux head, ``loss/aux`` (both unweighted).
     """
 
     name: ClassVar[str] = "source_only"
@@ -42,6 +52,9 @@ class SourceOnly(Method):
     class Config:
         """Hyperparameters of source-only training."""
 
+        # λ_aux: MaxSquare reference --lambda_seg (default 0.1), the aux-classifier CE weight of
+        # its multi-level source pretraining (tools/train_source.py with --multi True).
+        aux_weight: float = 0.1
         # MaxSquare reference: nn.Upsample(..., align_corners=True) before every loss and at test.
         align_corners: bool = True
         # A trainer checkpoint (last.ckpt) whose method["module/segmenter"] initialises the
@@ -57,14 +70,30 @@ class SourceOnly(Method):
     def _up(self, logits: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
         return resize(logits, tuple(size), align_corners=self.config.align_corners)
 
+    def source_loss(
+        self, out: Any, labels: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The source term every UDA recipe shares: (unweighted terms, L_src).
+
+        ``loss/seg`` = CE of the main logits; with ``out.aux_logits``, ``loss/aux`` = CE of the
+        aux logits, added with weight ``aux_weight`` (weight 0 still keeps the aux head in the
+        graph, as :func:`unused_outputs` does).
+        """
+        size, ign = labels.shape[-2:], self.ctx.ignore_index
+        terms = {"loss/seg": cross_entropy(self._up(out.logits, size), labels, ignore_index=ign)}
+        total = terms["loss/seg"]
+        aux = getattr(out, "aux_logits", None)
+        if aux is not None:
+            terms["loss/aux"] = cross_entropy(self._up(aux, size), labels, ignore_index=ign)
+            total = total + self.config.aux_weight * terms["loss/aux"]
+        return terms, total
+
     def training_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
-        """One SGD step on the source CE."""
+        """One SGD step on the source term."""
         source = batch["source"]
-        labels = source["label"]
-        out = self.net(source["image"])
-        terms = {"loss/seg": cross_entropy(self._up(out.logits, labels.shape[-2:]), labels)}
+        terms, total = self.source_loss(self.net(source["image"]), source["label"])
         check_finite(terms)
-        self.fabric.backward(terms["loss/seg"] + unused_outputs(out))
+        self.fabric.backward(total)
         self.step_optimizer("segmenter")
         return as_floats(terms)
 
@@ -75,14 +104,15 @@ class SourceOnly(Method):
 
 
 class MinEnt(SourceOnly):
-    r"""Source CE + λ_T · entropy of the target prediction.
+    r"""Source term + λ_T · entropy of the target prediction.
 
-    .. math:: L = CE(z_s, y_s) + \lambda_T \cdot s \cdot \frac{1}{|\Omega|}\sum_{n}
+    .. math:: L = L_{src} + \lambda_T \cdot s \cdot \frac{1}{|\Omega|}\sum_{n}
               -\sum_c p_{n,c}\log p_{n,c}
 
     with s = 1/C when ``reference_scale`` (the MaxSquare reference's ``softCrossEntropy`` is the
     mean over all B·C·H·W elements, i.e. entropy / C, and λ_T = 0.1 was tuned with it), else 1.
-    Logged: ``loss/seg``, ``loss/ent`` (the unscaled mean entropy).
+    L_src is :meth:`SourceOnly.source_loss`. Logged: ``loss/seg`` (and ``loss/aux``),
+    ``loss/ent`` (the unscaled mean entropy).
     """
 
     name: ClassVar[str] = "minent"
@@ -92,6 +122,7 @@ class MinEnt(SourceOnly):
         """Hyperparameters of MinEnt (MaxSquare authors' baseline run)."""
 
         lambda_target: float = 0.1  # MaxSquare reference --lambda_target for the MinEnt baseline
+        aux_weight: float = 0.1  # λ_aux of the shared source term (see SourceOnly.Config)
         # Multiply the entropy by 1/C, the reference's element-wise mean, so λ_T keeps its value.
         reference_scale: bool = True
         align_corners: bool = True  # MaxSquare reference upsampling (see SourceOnly)
@@ -99,19 +130,15 @@ class MinEnt(SourceOnly):
         init_from: str | None = None
 
     def training_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
-        """One SGD step on source CE + λ_T · target entropy (one backward)."""
+        """One SGD step on the source term + λ_T · target entropy (one backward)."""
         cfg, source, target = self.config, batch["source"], batch["target"]
-        labels = source["label"]
-        out_s = self.net(source["image"])
+        terms, source_total = self.source_loss(self.net(source["image"]), source["label"])
         out_t = self.net(target["image"])
         logits_t = self._up(out_t.logits, target["image"].shape[-2:])
-        terms = {
-            "loss/seg": cross_entropy(self._up(out_s.logits, labels.shape[-2:]), labels),
-            "loss/ent": entropy_loss(logits_t, valid_mask=target.get("valid")),
-        }
+        terms["loss/ent"] = entropy_loss(logits_t, valid_mask=target.get("valid"))
         check_finite(terms)
         scale = 1.0 / self.ctx.num_classes if cfg.reference_scale else 1.0
-        total = terms["loss/seg"] + cfg.lambda_target * scale * terms["loss/ent"]
-        self.fabric.backward(total + unused_outputs(out_s) + unused_outputs(out_t))
+        total = source_total + cfg.lambda_target * scale * terms["loss/ent"]
+        self.fabric.backward(total + unused_outputs(out_t))
         self.step_optimizer("segmenter")
         return as_floats(terms)

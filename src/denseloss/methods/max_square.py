@@ -27,17 +27,21 @@ class MaxSquare(SourceOnly):
 
     .. math::
 
-        L = CE(z_s, y_s) + \lambda_{seg} CE(z^{aux}_s, y_s)
-            + \lambda_T s\, L_{MS}(z_t) + \lambda_{seg}\lambda_T\, CE(z^{aux}_t, \hat y_t)
+        L = \underbrace{CE(z_s, y_s) + \lambda_{aux} CE(z^{aux}_s, y_s)}_{L_{src}}
+            + \lambda_T s\, L_{MS}(z_t) + \lambda_{aux}\lambda_T\, CE(z^{aux}_t, \hat y_t)
 
-    (the aux terms only with ``multi_level``; ŷ_t = ``self_produced_guidance(z_t, z^aux_t,
-    threshold)``, no gradient). L_MS is :func:`denseloss.losses.max_square_loss` (the paper's
-    normalisation). ``reference_scale`` sets s to the reference code's normalisation relative to
-    the paper's, so λ_T keeps the value its authors tuned: 1/C for plain MaxSquare (the code
-    averages over B·C·H·W), 2/C for the image-weighted form (the code divides by B·C and has no ½).
+    L_src is :meth:`SourceOnly.source_loss`, the same for every UDA recipe (its aux term
+    whenever the network has an aux head, as the reference's ``--multi True`` source
+    pretraining); the target aux term only with ``multi_level``, ŷ_t =
+    ``self_produced_guidance(z_t, z^aux_t, threshold)``, no gradient. λ_aux = ``aux_weight``
+    is the reference's single ``--lambda_seg`` (0.1), which weighs both aux terms.
+    L_MS is :func:`denseloss.losses.max_square_loss` (the paper's normalisation).
+    ``reference_scale`` sets s to the reference code's normalisation relative to the paper's, so
+    λ_T keeps the value its authors tuned: 1/C for plain MaxSquare (the code averages over
+    B·C·H·W), 2/C for the image-weighted form (the code divides by B·C and has no ½).
     All logits are upsampled to the image size (``align_corners=True``, as the reference) before
-    any loss. Logged: ``loss/seg``, ``loss/target`` (unscaled L_MS), and with ``multi_level``
-    ``loss/aux``, ``loss/aux_target``.
+    any loss. Logged: ``loss/seg``, ``loss/aux`` (with an aux head), ``loss/target`` (unscaled
+    L_MS), and with ``multi_level`` ``loss/aux_target``.
     """
 
     name: ClassVar[str] = "maxsquare"
@@ -50,7 +54,9 @@ class MaxSquare(SourceOnly):
         image_weighting: bool = False  # reference --IW_ratio > 0 switches IW-MaxSquare on
         ratio: float = 0.2  # reference --IW_ratio
         multi_level: bool = False  # reference --multi
-        lambda_seg: float = 0.1  # reference --lambda_seg (aux classifier weight)
+        # λ_aux, reference --lambda_seg: source aux CE (shared with every UDA recipe) and, with
+        # multi_level, λ_aux·λ_T on the target aux guidance term.
+        aux_weight: float = 0.1
         threshold: float = 0.95  # reference --threshold of the self-produced guidance
         # Scale L_MS to the reference code's normalisation (÷C, or ×2/C with IW) so λ_T transfers.
         reference_scale: bool = True
@@ -71,20 +77,17 @@ class MaxSquare(SourceOnly):
     def training_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
         """One SGD step on the source and target terms (a single backward of their sum)."""
         cfg, source, target = self.config, batch["source"], batch["target"]
-        labels = source["label"]
         out_s = self.net(source["image"])
+        terms, source_total = self.source_loss(out_s, source["label"])
         out_t = self.net(target["image"])
-        size_s, size_t = labels.shape[-2:], target["image"].shape[-2:]
+        size_t = target["image"].shape[-2:]
         logits_t = self._up(out_t.logits, size_t)
-        terms = {
-            "loss/seg": cross_entropy(self._up(out_s.logits, size_s), labels),
-            "loss/target": max_square_loss(
-                logits_t,
-                valid_mask=target.get("valid"),
-                image_weighting=cfg.image_weighting,
-                ratio=cfg.ratio,
-            ),
-        }
+        terms["loss/target"] = max_square_loss(
+            logits_t,
+            valid_mask=target.get("valid"),
+            image_weighting=cfg.image_weighting,
+            ratio=cfg.ratio,
+        )
         if cfg.multi_level:
             if out_s.aux_logits is None or out_t.aux_logits is None:
                 raise ValueError(
@@ -99,16 +102,16 @@ class MaxSquare(SourceOnly):
                 ignore_index=self.ctx.ignore_index,
             )
             self.last_pseudo_labels = pseudo
-            terms["loss/aux"] = cross_entropy(self._up(out_s.aux_logits, size_s), labels)
-            terms["loss/aux_target"] = cross_entropy(aux_t, pseudo)
+            terms["loss/aux_target"] = cross_entropy(
+                aux_t, pseudo, ignore_index=self.ctx.ignore_index
+            )
         check_finite(terms)
         lam_t = cfg.lambda_target
-        total = terms["loss/seg"] + lam_t * self._target_scale() * terms["loss/target"]
+        total = source_total + lam_t * self._target_scale() * terms["loss/target"]
         if cfg.multi_level:
-            total = total + cfg.lambda_seg * terms["loss/aux"]
-            total = total + cfg.lambda_seg * lam_t * terms["loss/aux_target"]
+            total = total + cfg.aux_weight * lam_t * terms["loss/aux_target"]
         else:
-            total = total + unused_outputs(out_s) + unused_outputs(out_t)
+            total = total + unused_outputs(out_t)
         self.fabric.backward(total)
         self.step_optimizer("segmenter")
         return as_floats(terms)

@@ -26,7 +26,8 @@ __all__ = ["LabeledOnly"]
 
 
 class LabeledOnly(Method):
-    """CE on the labelled stream; the unlabelled and ``gt`` streams are ignored.
+    """CE on the labelled stream (void and ``valid``-False pixels excluded); the unlabelled and
+    ``gt`` streams are ignored.
 
     Logits are upsampled with ``align_corners=True`` (AdvSemiSeg's ``nn.Upsample``). Logged:
     ``loss/seg``.
@@ -54,7 +55,12 @@ class LabeledOnly(Method):
         logits = resize(
             out.logits, tuple(labels.shape[-2:]), align_corners=self.config.align_corners
         )
-        terms = {"loss/seg": cross_entropy(logits, labels)}
+        # Padding carries the void label already; ``valid`` keeps it out for any pad label,
+        # exactly as AdvSemiSeg's labelled CE does.
+        loss = cross_entropy(
+            logits, labels, ignore_index=self.ctx.ignore_index, valid_mask=labeled.get("valid")
+        )
+        terms = {"loss/seg": loss}
         check_finite(terms)
         self.fabric.backward(terms["loss/seg"] + unused_outputs(out))
         self.step_optimizer("segmenter")
