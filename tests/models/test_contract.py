@@ -10,6 +10,8 @@ from denseloss.models import (
     ANALYZERS,
     DISCRIMINATORS,
     REGRESSORS,
+    SEGMENTER_ALIASES,
+    SEGMENTER_CAPABILITIES,
     SEGMENTERS,
     AnalyzerOutput,
     RegressorOutput,
@@ -23,13 +25,24 @@ from denseloss.models import (
 NUM_CLASSES = 5
 SIZES = [(64, 64), (96, 64)]
 
-# Every factory with small settings, so the whole module runs in a few seconds.
+# Every factory with small settings, so the whole module runs in a few seconds (the papers'
+# networks with reduced depth and width: their true sizes are checked on the meta device in
+# test_resnet.py / test_vit.py).
+TINY_RESNET = {"layers": (1, 1, 1, 1), "width": 8}
+TINY_VIT = {"embed_dim": 32, "depth": 2, "num_heads": 2, "decoder_channels": 16}
 SEGMENTER_KW: dict[str, dict] = {
-    "deeplabv2": {},
-    "deeplabv3": {},
+    "deeplabv2_resnet101": TINY_RESNET,
+    "deeplabv2_resnet101_multi": TINY_RESNET,
+    "deeplabv3plus_resnet50": TINY_RESNET,
+    "deeplabv3plus_resnet101": TINY_RESNET,
+    "vit_s16": TINY_VIT,
+    "vit_b16": TINY_VIT,
+    "deeplabv2_mini": {},
+    "deeplabv3_mini": {},
     "mobilenetv2": {"width_mult": 0.5},
-    "vit": {},
+    "vit_mini": {},
 }
+CANONICAL_SEGMENTERS = [n for n in SEGMENTERS if n not in SEGMENTER_ALIASES]
 REGRESSOR_KW: dict[str, dict] = {
     "deeplabv2": {},
     "mobilenetv2": {"width_mult": 0.5},
@@ -38,7 +51,7 @@ REGRESSOR_KW: dict[str, dict] = {
 
 
 def test_every_factory_has_test_settings():
-    assert set(SEGMENTER_KW) == set(SEGMENTERS)
+    assert set(SEGMENTER_KW) == set(CANONICAL_SEGMENTERS)
     assert set(REGRESSOR_KW) == set(REGRESSORS)
 
 
@@ -60,7 +73,7 @@ def model_input(kind: str, h: int, w: int, seed: int = 0) -> torch.Tensor:
 
 
 CASES = (
-    [("seg", n) for n in SEGMENTERS]
+    [("seg", n) for n in CANONICAL_SEGMENTERS]
     + [(t, n) for t in ("depth", "normals") for n in REGRESSORS]
     + [("disc", n) for n in DISCRIMINATORS]
     + [("analyzer", n) for n in ANALYZERS]
@@ -91,9 +104,12 @@ def test_forward_shapes(kind, name, h, w):
         s = model.output_stride
         assert out.logits.shape == (2, NUM_CLASSES, h // s, w // s)
         assert out.features.shape == (2, model.feature_channels, h // s, w // s)
-        if name in ("deeplabv2", "deeplabv3"):
+        assert model.capabilities == SEGMENTER_CAPABILITIES[name]
+        if "aux_logits" in model.capabilities:
             assert out.aux_logits is not None
-            assert out.aux_logits.shape == out.logits.shape
+            # the aux classifier reads layer3: stride 8 (OS 8) or 16 (DeepLab-v3+ at OS 16)
+            aux_stride = 16 if name.startswith("deeplabv3plus") else s
+            assert out.aux_logits.shape == (2, NUM_CLASSES, h // aux_stride, w // aux_stride)
         else:
             assert out.aux_logits is None
     elif kind in ("depth", "normals"):
@@ -137,6 +153,8 @@ def test_finite_backward_reaches_every_parameter(kind, name):
     loss.backward()
     assert torch.isfinite(x.grad).all()
     for pname, p in model.named_parameters():
+        if not p.requires_grad:  # frozen on purpose (frozen BN, the authors' unused branches)
+            continue
         assert p.grad is not None, f"{pname} received no gradient"
         assert torch.isfinite(p.grad).all(), pname
     assert any(bool(p.grad.abs().sum() > 0) for p in model.parameters())
@@ -190,7 +208,13 @@ def test_attributes(kind, name):
     assert model.normalize.mean.dtype == torch.float64
 
 
-@pytest.mark.parametrize(("kind", "name"), [c for c in CASES if c[0] in ("seg", "depth")])
+def _any_size(kind: str, name: str) -> bool:
+    return kind == "seg" and name.startswith("deeplabv") and "_mini" not in name
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"), [c for c in CASES if c[0] in ("seg", "depth") and not _any_size(*c)]
+)
 def test_wrong_input_size_names_the_size_that_works(kind, name):
     model = make(kind, name)
     m = model.input_multiple
@@ -198,6 +222,16 @@ def test_wrong_input_size_names_the_size_that_works(kind, name):
     ph, pw = m * (-(-65 // m)), m * (-(-60 // m))  # next multiples of m
     with pytest.raises(ValueError, match=rf"multiples of {m}; got 65×60\. Hint: pad to {ph}×{pw}"):
         model(torch.rand(1, 3, 65, 60))
+
+
+@pytest.mark.parametrize("name", [n for n in CANONICAL_SEGMENTERS if _any_size("seg", n)])
+def test_resnet_segmenters_take_any_size(name):
+    # torchvision convention: each stride-2 layer gives ceil(H / 2), so 65×60 → 9×8 at OS 8
+    model = make("seg", name)
+    assert model.input_multiple == 1
+    out = model.eval()(torch.rand(1, 3, 65, 60))
+    expected = {4: (17, 15), 8: (9, 8)}[model.output_stride]
+    assert tuple(out.logits.shape[-2:]) == expected
 
 
 def test_vit_size_error_names_patch_multiple():

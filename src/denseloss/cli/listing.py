@@ -35,6 +35,18 @@ def _default(f: dataclasses.Field) -> Any:
     return "<required>"
 
 
+def _segmenters() -> str:
+    """``segmenters: a, b, …, old (alias of new)``; the mini networks' old names are aliases."""
+    reg = _registry("denseloss.models", "SEGMENTERS")
+    if isinstance(reg, str):
+        return f"segmenters: {reg}"
+    aliases = _registry("denseloss.models", "SEGMENTER_ALIASES")
+    aliases = {} if isinstance(aliases, str) else aliases
+    names = [n for n in reg if n not in aliases]
+    names += [f"{a} (alias of {t})" for a, t in sorted(aliases.items())]
+    return f"segmenters: {', '.join(names)}"
+
+
 def describe() -> str:
     """The text ``denseloss list`` prints."""
     lines: list[str] = []
@@ -57,6 +69,9 @@ def describe() -> str:
         ("discriminators", "denseloss.models", "DISCRIMINATORS"),
         ("analyzers", "denseloss.models", "ANALYZERS"),
     ):
+        if attr == "SEGMENTERS":
+            lines.append(_segmenters())
+            continue
         reg = _registry(module, attr)
         lines.append(f"{title}: {reg if isinstance(reg, str) else ', '.join(sorted(reg))}")
     return "\n".join(lines)

@@ -67,7 +67,7 @@ class TrainConfig:
     log_every: int = 10  # write a metrics.csv / TensorBoard row every k steps
     checkpoint_every: int = 250  # save last.ckpt every k steps (0 = only at the end)
     seed: int = 0  # seed of model initialisation and of every random op during training
-    accelerator: Accelerator = "cpu"  # "cpu", "cuda" or "auto"
+    accelerator: Accelerator = "auto"  # "auto" (CUDA when visible, else CPU), "cpu", "cuda"
     devices: int = 1  # number of processes (DDP when > 1: gloo on CPU, NCCL on CUDA)
     precision: Precision = "32-true"  # "32-true", "bf16-mixed" or "16-mixed" (→ bf16 on CPU)
     strategy: Strategy = "auto"  # DDP launcher; auto = ddp_spawn on CPU, ddp on CUDA

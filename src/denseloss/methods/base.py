@@ -60,6 +60,8 @@ class ModelConfig:
 
     name: str = "deeplabv2"  # factory name
     kwargs: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the factory
+    # torchvision / timm / authors' / denseloss weights loaded after building (strict), or None
+    weights: str | None = None
 
 
 @dataclass

@@ -65,7 +65,11 @@ class MaxSquare(SourceOnly):
         init_from: str | None = None
 
     def __init__(self, config: Any, ctx: MethodContext) -> None:
+        from denseloss.models import require_capability
+
         super().__init__(config, ctx)
+        if config.multi_level:
+            require_capability(self.net, "aux_logits", method=self.name)
         self.last_pseudo_labels: torch.Tensor | None = None  # ŷ_t of the last step (inspection)
 
     def _target_scale(self) -> float:

@@ -65,29 +65,49 @@ class ASPPSumClassifier(nn.Module):
     mostly zero padding; pass ``rates=(6, 12, 18, 24)`` for full-size crops. Weights are drawn from
     N(0, 0.01²) as in the reference.
 
+    ``branches_used=2`` reproduces the authors' released ``Classifier_Module`` (AdvSemiSeg,
+    AdaptSegNet, MaxSquare), whose ``return`` sits inside the summation loop, so only the first
+    two of its four convs reach the output. The other branches are still built (their weights are
+    in the released checkpoints) but frozen (``requires_grad=False``): they keep the loaded
+    values, and DDP sees no trainable parameter without a gradient.
+
     Example:
         >>> ASPPSumClassifier(16, 5)(torch.rand(2, 16, 8, 8)).shape
         torch.Size([2, 5, 8, 8])
     """
 
     def __init__(
-        self, in_channels: int, num_classes: int, *, rates: Sequence[int] = (1, 2, 3, 4)
+        self,
+        in_channels: int,
+        num_classes: int,
+        *,
+        rates: Sequence[int] = (1, 2, 3, 4),
+        branches_used: int | None = None,
     ) -> None:
         super().__init__()
         check_positive_int("ASPPSumClassifier", "in_channels", in_channels)
         check_positive_int("ASPPSumClassifier", "num_classes", num_classes)
         rates = _check_rates("ASPPSumClassifier", rates, allow_empty=False)
+        used = len(rates) if branches_used is None else branches_used
+        check_positive_int("ASPPSumClassifier", "branches_used", used)
+        if used > len(rates):
+            raise ValueError(
+                f"ASPPSumClassifier: branches_used must be <= len(rates)={len(rates)}; got {used}."
+            )
+        self.branches_used = used
         self.convs = nn.ModuleList(
             nn.Conv2d(in_channels, num_classes, 3, 1, r, r, bias=True) for r in rates
         )
         for conv in self.convs:
             nn.init.normal_(conv.weight, 0.0, 0.01)
             nn.init.zeros_(conv.bias)
+        for conv in self.convs[used:]:
+            conv.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, h, w) -> (N, num_classes, h, w)."""
         out = self.convs[0](x)
-        for conv in self.convs[1:]:
+        for conv in self.convs[1 : self.branches_used]:
             out = out + conv(x)
         return out
 

@@ -1,125 +1,66 @@
 """Segmenters: encoder → decoder → head → ``SegmenterOutput(logits, features, aux_logits)``.
 
-Four factories, collected in ``SEGMENTERS`` (OS = output stride):
+``SEGMENTERS`` holds the papers' networks and the small CPU networks (OS = output stride):
 
-- ``deeplabv2``: dilated ResNet; ``features`` = layer4; logits = ASPP-sum classifier on layer4;
-  aux = ASPP-sum classifier on layer3; OS 8.
-- ``deeplabv3``: dilated ResNet → ASPP; ``features`` = ASPP bottleneck; logits = 1×1 conv;
+- ``deeplabv2_resnet101`` / ``deeplabv2_resnet101_multi``, ``deeplabv3plus_resnet50`` /
+  ``deeplabv3plus_resnet101`` (``models/deeplab.py``) and ``vit_s16`` / ``vit_b16``
+  (``models/vit.py``): the published networks, under torchvision's / timm's parameter names.
+- ``deeplabv2_mini``: dilated BasicBlock ResNet; ``features`` = layer4; logits = ASPP-sum
+  classifier on layer4; aux = ASPP-sum classifier on layer3; OS 8.
+- ``deeplabv3_mini``: dilated ResNet → ASPP; ``features`` = ASPP bottleneck; logits = 1×1 conv;
   aux = FCN head on layer3; OS 8.
 - ``mobilenetv2``: MobileNetV2 (ImageNet weights optional) → ASPP-lite; ``features`` = its
   output; aux None; OS 16 (or 8).
-- ``vit``: ViT (patch 8) → 3×3 conv; ``features`` = conv output; aux None; OS 8.
+- ``vit_mini``: ViT (patch 8) → 3×3 conv; ``features`` = conv output; aux None; OS 8.
 
-Logits stay at the output stride (OS); methods resize with ``upsample_to``. Images are (N, 3, H, W)
-in [0, 1]; H and W must be multiples of the OS (or the ViT patch), else a ``ValueError`` names the
-padded size. Defaults are small (≈0.3–2 M parameters except MobileNetV2) so a step at batch 8, 64²
-takes well under a second on 2 CPU cores.
+The old names ``deeplabv2``, ``deeplabv3`` and ``vit`` are aliases of the ``_mini`` networks
+(``SEGMENTER_ALIASES``), so existing configs and studies keep running. Logits stay at the output
+stride (OS); methods resize with ``upsample_to``. Images are (N, 3, H, W) in [0, 1]; the mini
+networks need H and W to be multiples of the OS (or the ViT patch), else a ``ValueError`` names the
+padded size; the ResNet networks take any size. The mini networks are small (≈0.3–2 M parameters)
+so a step at batch 8, 64² takes well under a second on 2 CPU cores.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import torch
+import torch  # noqa: F401 - the docstring examples use it
 from torch import nn
 
-from denseloss.models._checks import check_image, check_positive_int
-from denseloss.models.backbones import (
-    ImageNormalize,
-    MobileNetV2Encoder,
-    ResNetEncoder,
-    ViTEncoder,
+from denseloss.models._checks import check_positive_int
+from denseloss.models.backbones import MobileNetV2Encoder, ResNetEncoder, ViTEncoder
+from denseloss.models.composition import LastStage, Segmenter, StageDecoder
+from denseloss.models.deeplab import (
+    deeplabv2_resnet101,
+    deeplabv2_resnet101_multi,
+    deeplabv3plus_resnet50,
+    deeplabv3plus_resnet101,
 )
 from denseloss.models.heads import ASPP, ASPPSumClassifier, FCNHead, conv_bn_relu
-from denseloss.models.outputs import SegmenterOutput
 from denseloss.models.pretrained import mobilenet_v2_imagenet_weights
+from denseloss.models.vit import vit_b16, vit_s16
 
 __all__ = [
     "SEGMENTERS",
+    "SEGMENTER_ALIASES",
+    "SEGMENTER_CAPABILITIES",
     "LastStage",
     "Segmenter",
     "StageDecoder",
     "build_segmenter",
     "deeplabv2",
+    "deeplabv2_mini",
     "deeplabv3",
+    "deeplabv3_mini",
     "mobilenetv2",
+    "segmenters_with",
     "vit",
+    "vit_mini",
 ]
 
 
-class LastStage(nn.Module):
-    """Decoder that passes the encoder's last stage through (DeepLab-v2 has no decoder)."""
-
-    def forward(self, stages: list[torch.Tensor]) -> torch.Tensor:
-        """[..., (N, F, h, w)] -> (N, F, h, w)."""
-        return stages[-1]
-
-
-class StageDecoder(nn.Module):
-    """Apply a module to the encoder's last stage (ASPP, a conv stack)."""
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, stages: list[torch.Tensor]) -> torch.Tensor:
-        """[..., (N, C, h, w)] -> module output."""
-        return self.module(stages[-1])
-
-
-class Segmenter(nn.Module):
-    """Explicit composition: ``normalize`` → ``encoder`` → ``decoder`` → ``head``.
-
-    ``encoder(x)`` returns a list of stage maps; ``decoder(stages)`` returns ``features``;
-    ``head`` is the classifier on ``features``, or ``nn.ModuleDict(main=..., aux=...)`` when an
-    auxiliary classifier reads ``stages[aux_stage]``. The forward returns the same
-    :class:`SegmenterOutput` in train and eval mode.
-
-    Args:
-        encoder: module with ``out_channels`` and ``output_stride``.
-        decoder: maps the stage list to ``features`` (N, ``feature_channels``, h, w).
-        head: classifier, or a ``ModuleDict`` with keys ``"main"`` and ``"aux"``.
-        feature_channels: channels of ``features``.
-        input_multiple: H and W must be multiples of this (defaults to the output stride).
-        aux_stage: index of the stage the aux classifier reads (needed with a ModuleDict head).
-        name: name used in error messages.
-    """
-
-    def __init__(
-        self,
-        encoder: nn.Module,
-        decoder: nn.Module,
-        head: nn.Module,
-        *,
-        feature_channels: int,
-        input_multiple: int | None = None,
-        aux_stage: int | None = None,
-        name: str = "Segmenter",
-    ) -> None:
-        super().__init__()
-        self.normalize = ImageNormalize()
-        self.encoder = encoder
-        self.decoder = decoder
-        self.head = head
-        self.feature_channels = feature_channels
-        self.output_stride: int = int(encoder.output_stride)
-        self.input_multiple = input_multiple or self.output_stride
-        self.aux_stage = aux_stage
-        self.name = name
-
-    def forward(self, image: torch.Tensor) -> SegmenterOutput:
-        """(N, 3, H, W) in [0, 1] -> logits (N, C, H/OS, W/OS), features, aux_logits or None."""
-        image = check_image(self.name, image, self.input_multiple)
-        stages = self.encoder(self.normalize(image))
-        features = self.decoder(stages)
-        if isinstance(self.head, nn.ModuleDict):
-            logits = self.head["main"](features)
-            aux = self.head["aux"](stages[self.aux_stage])
-            return SegmenterOutput(logits, features, aux)
-        return SegmenterOutput(self.head(features), features, None)
-
-
-def deeplabv2(
+def deeplabv2_mini(
     *,
     num_classes: int,
     widths: Sequence[int] = (16, 32, 64, 128),
@@ -127,7 +68,7 @@ def deeplabv2(
     rates: Sequence[int] = (1, 2, 3, 4),
     output_stride: int = 8,
 ) -> Segmenter:
-    """DeepLab-v2 "multi" (AdvSemiSeg, MaxSquare): dilated ResNet, ASPP-sum on layer4 and layer3.
+    """Small DeepLab-v2 "multi" for 2 CPU cores: dilated ResNet, ASPP-sum on layer4 and layer3.
 
     ``features`` = layer4 output; ``logits`` = :class:`ASPPSumClassifier` (layer4);
     ``aux_logits`` = an ASPP-sum classifier of the same form on layer3 (MaxSquare's multi-level
@@ -142,11 +83,11 @@ def deeplabv2(
         output_stride: 8 (reference), 16 or 32.
 
     Example:
-        >>> out = deeplabv2(num_classes=5)(torch.rand(2, 3, 64, 64))
+        >>> out = deeplabv2_mini(num_classes=5)(torch.rand(2, 3, 64, 64))
         >>> tuple(out.logits.shape), tuple(out.features.shape), tuple(out.aux_logits.shape)
         ((2, 5, 8, 8), (2, 128, 8, 8), (2, 5, 8, 8))
     """
-    check_positive_int("deeplabv2", "num_classes", num_classes)
+    check_positive_int("deeplabv2_mini", "num_classes", num_classes)
     encoder = ResNetEncoder(widths=widths, blocks=blocks, output_stride=output_stride)
     ch = encoder.out_channels
     head = nn.ModuleDict(
@@ -156,11 +97,17 @@ def deeplabv2(
         }
     )
     return Segmenter(
-        encoder, LastStage(), head, feature_channels=ch[3], aux_stage=2, name="deeplabv2"
+        encoder,
+        LastStage(),
+        head,
+        feature_channels=ch[3],
+        num_classes=num_classes,
+        aux_stage=2,
+        name="deeplabv2_mini",
     )
 
 
-def deeplabv3(
+def deeplabv3_mini(
     *,
     num_classes: int,
     widths: Sequence[int] = (16, 32, 64, 128),
@@ -170,7 +117,7 @@ def deeplabv3(
     dropout: float = 0.1,
     output_stride: int = 8,
 ) -> Segmenter:
-    """DeepLab-v3 (PNE's network): dilated ResNet → ASPP bottleneck → dropout + 1×1 classifier.
+    """Small DeepLab-v3 for 2 CPU cores: dilated ResNet → ASPP → dropout + 1×1 classifier.
 
     ``features`` = the ASPP bottleneck (PNE's projection head reads it); ``aux_logits`` = FCN head
     on layer3 (MMSeg's auxiliary head, loss weight 0.4 in the reference recipe).
@@ -185,11 +132,11 @@ def deeplabv3(
         output_stride: 8 (reference), 16 or 32.
 
     Example:
-        >>> out = deeplabv3(num_classes=5)(torch.rand(2, 3, 64, 64))
+        >>> out = deeplabv3_mini(num_classes=5)(torch.rand(2, 3, 64, 64))
         >>> tuple(out.logits.shape), tuple(out.features.shape), tuple(out.aux_logits.shape)
         ((2, 5, 8, 8), (2, 64, 8, 8), (2, 5, 8, 8))
     """
-    check_positive_int("deeplabv3", "num_classes", num_classes)
+    check_positive_int("deeplabv3_mini", "num_classes", num_classes)
     encoder = ResNetEncoder(widths=widths, blocks=blocks, output_stride=output_stride)
     ch = encoder.out_channels
     decoder = StageDecoder(ASPP(ch[3], aspp_channels, rates=rates))
@@ -200,7 +147,13 @@ def deeplabv3(
         }
     )
     return Segmenter(
-        encoder, decoder, head, feature_channels=aspp_channels, aux_stage=2, name="deeplabv3"
+        encoder,
+        decoder,
+        head,
+        feature_channels=aspp_channels,
+        num_classes=num_classes,
+        aux_stage=2,
+        name="deeplabv3_mini",
     )
 
 
@@ -254,10 +207,17 @@ def mobilenetv2(
         encoder.load_imagenet(mobilenet_v2_imagenet_weights(weights_path))
     decoder = StageDecoder(ASPP(encoder.out_channels[-1], aspp_channels, rates=rates))
     head = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(aspp_channels, num_classes, 1))
-    return Segmenter(encoder, decoder, head, feature_channels=aspp_channels, name="mobilenetv2")
+    return Segmenter(
+        encoder,
+        decoder,
+        head,
+        feature_channels=aspp_channels,
+        num_classes=num_classes,
+        name="mobilenetv2",
+    )
 
 
-def vit(
+def vit_mini(
     *,
     num_classes: int,
     patch_size: int = 8,
@@ -267,7 +227,7 @@ def vit(
     img_size: int = 64,
     decoder_channels: int = 96,
 ) -> Segmenter:
-    """Small ViT segmenter (DFR's backbone): ViT tokens → (N, D, H/p, W/p) → conv → 1×1.
+    """Small ViT segmenter for 2 CPU cores: ViT tokens → (N, D, H/p, W/p) → conv → 1×1.
 
     Decoder: 3×3 conv-BN-ReLU (D → ``decoder_channels``), whose output is ``features``; head: 1×1
     conv to C. ``aux_logits`` is None. H and W must be multiples of ``patch_size``; the position
@@ -283,37 +243,89 @@ def vit(
         decoder_channels: width of ``features``.
 
     Example:
-        >>> out = vit(num_classes=5)(torch.rand(2, 3, 96, 64))
+        >>> out = vit_mini(num_classes=5)(torch.rand(2, 3, 96, 64))
         >>> tuple(out.logits.shape), tuple(out.features.shape), out.aux_logits
         ((2, 5, 12, 8), (2, 96, 12, 8), None)
     """
-    check_positive_int("vit", "num_classes", num_classes)
-    check_positive_int("vit", "decoder_channels", decoder_channels)
+    check_positive_int("vit_mini", "num_classes", num_classes)
+    check_positive_int("vit_mini", "decoder_channels", decoder_channels)
     encoder = ViTEncoder(
         patch_size=patch_size, dim=dim, depth=depth, heads=heads, img_size=img_size
     )
     decoder = StageDecoder(conv_bn_relu(dim, decoder_channels, 3))
     head = nn.Conv2d(decoder_channels, num_classes, 1)
-    return Segmenter(encoder, decoder, head, feature_channels=decoder_channels, name="vit")
+    return Segmenter(
+        encoder,
+        decoder,
+        head,
+        feature_channels=decoder_channels,
+        num_classes=num_classes,
+        name="vit_mini",
+    )
 
 
-SEGMENTERS: dict[str, Callable[..., Segmenter]] = {
-    "deeplabv2": deeplabv2,
-    "deeplabv3": deeplabv3,
+# Old names of the small networks; they keep working (configs, studies, checkpoints).
+deeplabv2 = deeplabv2_mini
+deeplabv3 = deeplabv3_mini
+vit = vit_mini
+SEGMENTER_ALIASES: dict[str, str] = {
+    "deeplabv2": "deeplabv2_mini",
+    "deeplabv3": "deeplabv3_mini",
+    "vit": "vit_mini",
+}
+
+_CANONICAL: dict[str, Callable[..., Segmenter]] = {
+    "deeplabv2_resnet101": deeplabv2_resnet101,
+    "deeplabv2_resnet101_multi": deeplabv2_resnet101_multi,
+    "deeplabv3plus_resnet50": deeplabv3plus_resnet50,
+    "deeplabv3plus_resnet101": deeplabv3plus_resnet101,
+    "vit_s16": vit_s16,
+    "vit_b16": vit_b16,
+    "deeplabv2_mini": deeplabv2_mini,
+    "deeplabv3_mini": deeplabv3_mini,
     "mobilenetv2": mobilenetv2,
-    "vit": vit,
+    "vit_mini": vit_mini,
+}
+# Every name a config may use: the networks, then the aliases of the small ones.
+SEGMENTERS: dict[str, Callable[..., Segmenter]] = {
+    **_CANONICAL,
+    **{alias: _CANONICAL[name] for alias, name in SEGMENTER_ALIASES.items()},
+}
+
+# What each network provides with its default arguments (``Segmenter.capabilities``; a test
+# checks this table against the built networks). ``aux=False`` removes DeepLab-v3+'s aux head.
+_WITH_AUX = (
+    "deeplabv2_resnet101_multi",
+    "deeplabv3plus_resnet50",
+    "deeplabv3plus_resnet101",
+    "deeplabv2_mini",
+    "deeplabv3_mini",
+)
+SEGMENTER_CAPABILITIES: dict[str, frozenset[str]] = {
+    name: frozenset({"features", "aux_logits"} if name in _WITH_AUX else {"features"})
+    for name in _CANONICAL
 }
 
 
+def segmenters_with(capability: str) -> list[str]:
+    """Names (aliases excluded) of the segmenters that provide ``capability`` by default.
+
+    Example:
+        >>> segmenters_with("aux_logits")[:2]
+        ['deeplabv2_resnet101_multi', 'deeplabv3plus_resnet50']
+    """
+    return [n for n, caps in SEGMENTER_CAPABILITIES.items() if capability in caps]
+
+
 def build_segmenter(name: str, *, num_classes: int, **kwargs: object) -> Segmenter:
-    """Build ``SEGMENTERS[name](num_classes=num_classes, **kwargs)``.
+    """Build ``SEGMENTERS[name](num_classes=num_classes, **kwargs)`` (aliases included).
 
     Raises:
         ValueError: unknown ``name`` (the message lists the valid names).
 
     Example:
-        >>> build_segmenter("deeplabv2", num_classes=3).output_stride
-        8
+        >>> build_segmenter("deeplabv2", num_classes=3).name  # alias of deeplabv2_mini
+        'deeplabv2_mini'
     """
     if name not in SEGMENTERS:
         raise ValueError(
