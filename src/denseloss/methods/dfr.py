@@ -91,7 +91,6 @@ class DFR(Method):
         else:
             self.net = add_predictor(self, name, config.segmenter_kwargs or {})
         require_capability(self.net, "features", method=self.name)
-        require_capability(self.net, "features", method=self.name)
         head = FeatureConsistencyHead(self.net.feature_channels, out_channels=config.head_channels)
         self.head = self.add_module("consistency_head", head, self.sgd())
 
