@@ -275,3 +275,66 @@ def build_folder(root: Path, description: str = "yaml") -> list[np.ndarray]:
     (root / "splits").mkdir(parents=True, exist_ok=True)
     (root / "splits" / "val.txt").write_text("scene_b\n")
     return labels
+
+
+def build_regime_folder(
+    root: Path,
+    *,
+    colour: tuple[int, int, int],
+    splits: dict[str, int] | None = None,
+    classes: tuple[str, ...] = ("background", "road", "car"),
+    labels: bool | set[str] = True,
+    scribbles: bool = True,
+    depth: bool = False,
+    normals: bool = False,
+    size: tuple[int, int] = (H, W),
+) -> dict[str, list[str]]:
+    """A ``folder`` data set for every regime: images of one flat ``colour`` (plus noise).
+
+    The colour identifies the data set a batch came from (UDA source vs target tests). Stems are
+    ``<split>_<k>``; ``splits/<split>.txt`` lists them. ``labels`` may be a set of stems: only
+    those get a label file (semi-supervision by label files). Depth is a 16-bit PNG in mm
+    (``depth_scale: 1000``), normals an RGB PNG ``(n + 1) / 2 · 255``.
+
+    Returns:
+        ``{split: [stems]}``.
+    """
+    splits = splits or {"train": 6, "val": 2, "test": 3}
+    root.mkdir(parents=True, exist_ok=True)
+    if labels or scribbles:
+        (root / "dataset.yaml").write_text(
+            f"classes: [{', '.join(classes)}]\nignore_index: 255\ndepth_scale: 1000.0\n"
+        )
+    (root / "splits").mkdir(exist_ok=True)
+    out: dict[str, list[str]] = {}
+    rng = _rng(len(str(root)))
+    for split, count in splits.items():
+        stems = [f"{split}_{k}" for k in range(count)]
+        out[split] = stems
+        (root / "splits" / f"{split}.txt").write_text("\n".join(stems) + "\n")
+        for k, stem in enumerate(stems):
+            pixels = np.empty((*size, 3), dtype=np.uint8)
+            pixels[:] = colour
+            pixels = np.clip(pixels + rng.integers(-3, 4, pixels.shape), 0, 255).astype(np.uint8)
+            (root / "images").mkdir(exist_ok=True)
+            Image.fromarray(pixels).save(root / "images" / f"{stem}.png")
+            runs = np.arange(size[0] * size[1]).reshape(size) // 8
+            label = ((runs + k) % len(classes)).astype(np.uint8)
+            label[0, :2] = 255
+            if labels is True or (isinstance(labels, set) and stem in labels):
+                write_gray_png(root / "labels" / f"{stem}.png", label)
+            if scribbles:
+                scribble = np.full(size, 255, dtype=np.uint8)
+                scribble[size[0] // 2, :] = label[size[0] // 2, :]
+                write_gray_png(root / "scribbles" / f"{stem}.png", scribble)
+            if depth:
+                (root / "depth").mkdir(exist_ok=True)
+                mm = (1000 + 100 * runs % 4000).astype(np.uint16)
+                cv2.imwrite(str(root / "depth" / f"{stem}.png"), mm)
+            if normals:
+                (root / "normals").mkdir(exist_ok=True)
+                normal = np.zeros((*size, 3), dtype=np.uint8)
+                normal[..., 2] = 255
+                normal[..., :2] = 128
+                Image.fromarray(normal).save(root / "normals" / f"{stem}.png")
+    return out

@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import os
 import sys
+from typing import NoReturn
 
-__all__ = ["COMMANDS", "run"]
+__all__ = ["COMMANDS", "CliParser", "UsageError", "run"]
 
 # command -> (module, one-line help); each module exposes ``main(argv: list[str]) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -27,11 +30,38 @@ USAGE = (
 )
 
 
+class UsageError(ValueError):
+    """A command line that cannot be parsed (unknown flag, bad value, missing argument)."""
+
+
+class CliParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors raise :class:`UsageError` instead of exiting.
+
+    argparse prints a usage block and the error on two or more lines; :func:`run` prints the
+    error alone, as one line, and exits with status 2.
+    """
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        """Raise :class:`UsageError` with argparse's message."""
+        raise UsageError(message)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, KeyError):  # str(KeyError('x')) is "'x'": say what it is
+        text = f"missing key {text}"
+    return text or type(error).__name__
+
+
 def run(argv: list[str]) -> int:
     """Run ``denseloss`` with ``argv`` (without the program name); returns the exit status.
 
-    User errors (bad values, unknown names, missing files, a NaN loss) print one line on stderr
-    and return 2 (usage) or 1 (run failure) instead of a traceback.
+    Errors print one line on stderr instead of a traceback (``DENSELOSS_DEBUG=1`` shows it):
+
+    * 2 — usage: a bad flag or value, an unknown name, a missing or invalid file (data,
+      config, checkpoint), a run folder that already holds a run;
+    * 1 — the run failed: a NaN/inf loss (the last good checkpoint is kept), an OS error;
+    * 130 — interrupted with Ctrl-C (the message says which checkpoint was kept).
     """
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -48,9 +78,32 @@ def run(argv: list[str]) -> int:
     module = importlib.import_module(COMMANDS[command][0])
     try:
         return int(module.main(rest) or 0)
-    except (ValueError, TypeError, KeyError) as err:
-        print(f"denseloss {command}: error: {err}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, FloatingPointError) as err:
-        print(f"denseloss {command}: error: {err}", file=sys.stderr)
+    except Exception as error:
+        if os.environ.get("DENSELOSS_DEBUG") == "1":
+            raise
+        status = _status(error)
+        if status is None:
+            raise
+        print(f"denseloss {command}: error: {_one_line(error)}", file=sys.stderr)
+        return status
+    except KeyboardInterrupt:
+        if os.environ.get("DENSELOSS_DEBUG") == "1":
+            raise
+        print(f"denseloss {command}: interrupted.", file=sys.stderr)
+        return 130
+
+
+def _status(error: BaseException) -> int | None:
+    """Exit status of an error :func:`run` reports in one line; ``None``: a bug, show it all."""
+    from_module = type(error).__module__
+    if type(error).__name__ == "TrainingInterruptedError":
+        return 130
+    if isinstance(error, FloatingPointError):  # NonFiniteLossError
         return 1
+    if isinstance(error, (ValueError, TypeError, KeyError, FileNotFoundError)):
+        return 2
+    if isinstance(error, (PermissionError, IsADirectoryError, NotADirectoryError)):
+        return 2
+    if isinstance(error, OSError) and not from_module.startswith("torch"):
+        return 1
+    return None

@@ -4,13 +4,22 @@ Examples::
 
     denseloss train --method maxsquare --train.steps 300 --data.size 64 \
         --params '{"lambda_target": 0.1}'
-    denseloss train --config runs/x/config.yaml --train.resume runs/x
-    denseloss train --method ce --print-config > run.yaml   # then: --config run.yaml
+    denseloss train --resume runs/x                          # continue a run with its own config
+    denseloss train --method ce --print-config > run.yaml    # then: --config run.yaml
+
+``--resume RUN`` (or ``--train.resume RUN`` without ``--config``) starts from the run's own
+``config.yaml`` (or, failing that, the config inside its checkpoint); flags after it override
+that config, and the trainer refuses overrides that change hyperparameters unless
+``--train.allow_config_change true`` is given.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from denseloss.config.schema import RunConfig, config_from_dict, config_to_dict, validate
@@ -27,8 +36,15 @@ def build_parser() -> Any:
         description="Train a method. Flags mirror denseloss.config.schema.RunConfig.",
         default_env=False,
         exit_on_error=False,
+        print_config=None,  # one print flag: --print-config below
     )
     parser.add_argument("--config", action="config", help="YAML written by --print-config")
+    parser.add_argument(
+        "--resume",
+        dest="resume_run",
+        default=None,
+        help="run directory (or .ckpt) to continue with the run's own config",
+    )
     parser.add_class_arguments(RunConfig, nested_key=None, fail_untyped=False)
     parser.add_argument(
         "--print-config",
@@ -36,14 +52,67 @@ def build_parser() -> Any:
         action="store_true",
         help="print the resolved config as YAML and exit",
     )
+    from denseloss.methods import METHODS
+
+    method = parser._option_string_actions.get("--method")
+    if method is not None:
+        method.help = f"one of: {', '.join(sorted(METHODS))} (`denseloss list` shows defaults)"
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    """jsonargparse's multi-line message as one line naming the flag (``--train.steps``)."""
+    text = " ".join(str(error).split())
+    text = re.sub(r'Parser key "([^"]+)":', r"--\1:", text)
+    text = re.sub(r"<class '(\w+)'>", r"\1", text)
+    text = text.replace("typing.Literal", "one of ").replace("Expected a ", "expected ")
+    return text[:400]
+
+
+def _resume_argv(argv: list[str]) -> list[str]:
+    """Put the resumed run's config first when resuming without ``--config`` (module docstring)."""
+    run = None
+    for i, arg in enumerate(argv):
+        for flag in ("--resume", "--train.resume"):
+            if arg == flag and i + 1 < len(argv):
+                run = argv[i + 1]
+            elif arg.startswith(flag + "="):
+                run = arg.split("=", 1)[1]
+    has_config = any(a == "--config" or a.startswith("--config=") for a in argv)
+    if run is None or has_config:
+        return argv
+    from denseloss.training.checkpoint import read_checkpoint_config
+
+    path = Path(run)
+    yaml_path = path / "config.yaml" if path.is_dir() else path.parent.parent / "config.yaml"
+    if not yaml_path.is_file():
+        import yaml
+
+        saved, _ = read_checkpoint_config(path)
+        handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)  # noqa: SIM115
+        with handle:
+            yaml.safe_dump(config_to_dict(config_from_dict(saved)), handle, sort_keys=False)
+        yaml_path = Path(handle.name)
+    return ["--config", str(yaml_path), *argv]
+
+
 def parse_config(argv: list[str]) -> tuple[RunConfig, bool]:
-    """Parse ``argv`` into a validated :class:`RunConfig`; also return whether to print it."""
-    ns = build_parser().parse_args(argv).as_dict()
+    """Parse ``argv`` into a validated :class:`RunConfig`; also return whether to print it.
+
+    Raises:
+        ValueError: a parse error (unknown flag, bad value, missing ``--config`` file), as one
+            line naming the flag; or a config that :func:`validate` refuses.
+    """
+    argv = _resume_argv(list(argv))
+    try:
+        ns = build_parser().parse_args(argv).as_dict()
+    except argparse.ArgumentError as error:
+        raise ValueError(_one_line(error)) from None
     ns.pop("config", None)
     ns.pop("__path__", None)
+    resume_run = ns.pop("resume_run", None)
+    if resume_run is not None:
+        ns["train"]["resume"] = resume_run
     print_resolved = bool(ns.pop("print_resolved", False))
     config = config_from_dict(ns)
     return validate(config), print_resolved

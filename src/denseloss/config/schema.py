@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from denseloss.config.data import DataConfig, DataSource, validate_data
 from denseloss.methods.base import ModelConfig, OptimConfig
 
 __all__ = [
     "DataConfig",
+    "DataSource",
     "ModelConfig",
     "OptimConfig",
     "RunConfig",
@@ -38,27 +42,6 @@ Strategy = Literal["auto", "ddp_spawn", "ddp_fork", "ddp"]
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    """Which data set, how much of it, and how it is batched and augmented."""
-
-    name: str = "builtin"  # key of denseloss.data.DATASETS
-    root: str | None = None  # data set root on disk; None for the built-in data
-    size: int = 64  # side of the (square) training crop / rendered scene, pixels
-    train_length: int | None = 2000  # training scenes (built-in data); None = the data set's own
-    val_length: int | None = 200  # validation scenes (built-in data); None = the data set's own
-    test_length: int | None = 200  # test scenes (built-in data); None = the data set's own
-    batch_size: int = 8  # batch size per device (the global batch is batch_size · devices)
-    eval_batch_size: int = 16  # batch size per device during evaluation
-    num_workers: int = 0  # DataLoader worker processes (streams are exact for any value)
-    domain: str = "synthetic"  # training domain (the source domain for UDA)
-    target_domain: str = "real"  # UDA target domain: unlabelled in training, evaluated on
-    labeled_fraction: float = 0.125  # semi-supervised: fraction of training scenes with labels
-    augment: bool = True  # random scale 0.75–1.25, crop, horizontal flip, small colour jitter
-    seed: int = 0  # seed of scene generation, the labelled split and the sampling order
-    kwargs: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of the data set
-
-
-@dataclass(frozen=True)
 class TrainConfig:
     """Length of the run, cadence of evaluation/logging/checkpoints, devices and precision."""
 
@@ -73,6 +56,9 @@ class TrainConfig:
     strategy: Strategy = "auto"  # DDP launcher; auto = ddp_spawn on CPU, ddp on CUDA
     out_dir: str | None = None  # run directory; None = runs/<method>-<timestamp>
     resume: str | None = None  # run directory or .ckpt file to continue exactly from
+    allow_config_change: bool = False  # let a resume change hyperparameters (see resumes.jsonl)
+    threads: int | None = None  # torch CPU threads per process; None = torch's, capped at the CPUs
+    # this process may use / devices (set 1 on a machine shared with other jobs)
     eval_batches: int | None = None  # evaluate on at most this many batches per split (None = all)
     progress: bool = True  # show a tqdm progress bar with the live losses
 
@@ -125,7 +111,46 @@ def method_config(config: RunConfig, cls: type | None = None) -> Any:
             f"method_config: params keys must be fields of {cfg_cls.__qualname__} "
             f"({', '.join(valid) or 'none'}); got unknown {unknown}."
         )
+    hints = typing.get_type_hints(cfg_cls)
+    for key, value in config.params.items():
+        if not _matches(value, hints.get(key, Any)):
+            raise TypeError(
+                f"method_config: params[{key!r}] must be {_hint_name(hints[key])}; got "
+                f"{value!r} ({type(value).__name__})."
+            )
     return cfg_cls(**config.params)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (as parsed from JSON/YAML: tuples arrive as lists) fits ``hint``."""
+    if hint is Any:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(map(_matches, value, args))
+        return not args or all(_matches(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    return not isinstance(hint, type) or isinstance(value, hint)
+
+
+def _hint_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
 def validate(config: RunConfig) -> RunConfig:
@@ -165,6 +190,10 @@ def validate(config: RunConfig) -> RunConfig:
             "validate: data.labeled_fraction must be in (0, 1]; "
             f"got {config.data.labeled_fraction!r}."
         )
+    threads = config.train.threads
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"validate: train.threads must be an int >= 1 or None; got {threads!r}.")
+    validate_data(config.data, cls.regime)
     return config
 
 
@@ -183,6 +212,8 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     unknown = sorted(set(data) - top)
     if unknown:
         raise ValueError(f"config_from_dict: keys must be in {sorted(top)}; got unknown {unknown}.")
+    if isinstance(data.get("data"), dict):
+        data = {**data, "data": _legacy_data(data["data"])}
     for key, value in data.items():
         if key in parts and isinstance(value, dict):
             names = {f.name for f in dataclasses.fields(parts[key])}
@@ -195,6 +226,22 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
         else:
             kwargs[key] = value
     return RunConfig(**kwargs)
+
+
+def _legacy_data(data: dict[str, Any]) -> dict[str, Any]:
+    """Read the data part of configs written before ``data.target`` existed.
+
+    ``target_domain`` was the built-in target domain; ``domain: synthetic`` was recorded for every
+    data set although only the built-in data has domains.
+    """
+    data = dict(data)
+    target_domain = data.pop("target_domain", None)
+    builtin = data.get("name", "builtin") == "builtin"
+    if target_domain is not None and builtin and "target" not in data:
+        data["target"] = {"domain": target_domain}
+    if not builtin and data.get("domain") == "synthetic":
+        data["domain"] = None
+    return data
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:

@@ -91,10 +91,16 @@ def read_index_png(path: str | Path) -> np.ndarray:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        DataError: the file is corrupt, or it is a colour (RGB) image rather than an index map.
+        DataError: the file is corrupt, a JPEG (lossy: class ids change), or a colour (RGB)
+            image rather than an index map.
     """
     path = require_file(path, "label")
     image = _open_pillow(path)
+    if image.format == "JPEG":
+        raise DataError(
+            f"{path}: label must be stored losslessly (PNG, BMP or TIFF); got a JPEG, whose "
+            "compression changes class ids at region borders. Hint: export the labels as PNG."
+        )
     if image.mode in ("P", "L", "I", "I;16", "I;16B", "I;16L"):
         return np.asarray(image)
     raise DataError(

@@ -974,7 +974,7 @@ _FOLDER_LAYOUT = (
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
-def _load_description(root: Path) -> dict[str, Any]:
+def _load_description(root: Path, *, needs_classes: bool = True) -> dict[str, Any]:
     for name in ("dataset.yaml", "dataset.yml", "dataset.json"):
         path = root / name
         if path.is_file():
@@ -985,14 +985,24 @@ def _load_description(root: Path) -> dict[str, Any]:
                     content = yaml.safe_load(path.read_text())
             except (ValueError, OSError, yaml.YAMLError) as error:
                 raise DataError(f"{path}: cannot parse dataset description ({error}).") from error
-            return _checked_description(content, path)
+            return _checked_description(content, path, needs_classes=needs_classes)
+    if not needs_classes:  # depth / normals only: nothing to describe
+        return _checked_description({}, root / "dataset.yaml", needs_classes=False)
     raise _missing(root / "dataset.yaml", _FOLDER_LAYOUT)
 
 
-def _checked_description(content: object, path: Path) -> dict[str, Any]:
-    if not isinstance(content, dict) or not isinstance(content.get("classes"), list):
-        raise DataError(f"{path}: must be a mapping with a 'classes' list of names.")
-    classes = [str(c) for c in content["classes"]]
+def _checked_description(content: object, path: Path, *, needs_classes: bool) -> dict[str, Any]:
+    if content is None:
+        content = {}
+    if not isinstance(content, dict):
+        raise DataError(f"{path}: must be a mapping (classes, palette, ignore_index, ...).")
+    if "classes" not in content and needs_classes:
+        raise DataError(
+            f"{path}: must have a 'classes' list of names when labels/ or scribbles/ exist."
+        )
+    if not isinstance(content.get("classes", []), list):
+        raise DataError(f"{path}: 'classes' must be a list of names; got {content['classes']!r}.")
+    classes = [str(c) for c in content.get("classes", [])]
     palette = content.get("palette", voc_palette(len(classes)))
     if len(palette) != len(classes) or any(len(c) != 3 for c in palette):
         raise DataError(
@@ -1030,9 +1040,13 @@ class FolderDataset(LayoutDataset):
         ignore_index: 255                                   # optional, default 255
         depth_scale: 1000.0                                 # optional: PNG depth units per metre
 
-    Files are matched by stem. Labels and scribbles are index PNGs (values in ``[0, C)`` or
-    ``ignore_index``, which is returned as 255); depth is ``.npy`` in metres or a 16-bit PNG
-    divided by ``depth_scale``; normals are ``.npy`` in [−1, 1] or 8-bit RGB ``(n + 1) / 2 · 255``.
+    ``classes`` is required only when ``labels/`` or ``scribbles/`` exist; a depth / normals
+    folder may omit the file altogether. Files are matched by stem. Labels and scribbles are
+    lossless index PNGs (values in ``[0, C)`` or ``ignore_index``, which is returned as 255;
+    JPEG labels are refused); depth is ``.npy`` in metres or a 16-bit PNG divided by
+    ``depth_scale``; normals are ``.npy`` in [−1, 1] or 8-bit RGB ``(n + 1) / 2 · 255``.
+    An image without a label file has no ``label`` key: the semi-supervised regime uses such
+    images as its unlabelled set; the other regimes refuse them before training.
 
     Args:
         root: the folder.
@@ -1044,7 +1058,8 @@ class FolderDataset(LayoutDataset):
 
     def __init__(self, root: str | Path, split: str = "all") -> None:
         root = _require_dir(Path(root), _FOLDER_LAYOUT)
-        description = _load_description(root)
+        needs_classes = (root / "labels").is_dir() or (root / "scribbles").is_dir()
+        description = _load_description(root, needs_classes=needs_classes)
         self.class_names = description["classes"]
         self.num_classes = len(self.class_names)
         self.palette = description["palette"]
@@ -1060,9 +1075,7 @@ class FolderDataset(LayoutDataset):
         for stem in stems:
             if stem not in images:
                 raise _missing(root / "images" / sub / f"{stem}.*", _FOLDER_LAYOUT)
-            label = folders["labels"].get(stem)
-            if folders["labels"] and label is None:
-                raise _missing(root / "labels" / sub / f"{stem}.png", _FOLDER_LAYOUT)
+            label = folders["labels"].get(stem)  # None: an unlabelled image
             extra = {k: v[stem] for k, v in folders.items() if k != "labels" and stem in v}
             records.append(Record(images[stem], label, extra))
         self.root = root

@@ -30,7 +30,7 @@ def _panels(sample: Mapping[str, torch.Tensor], palette: Sequence[Sequence[int]]
     import matplotlib
 
     image = sample["image"].permute(1, 2, 0).clamp(0, 1).numpy()
-    label = colorize_label(sample["label"], palette)
+    label = colorize_label(sample["label"], palette) if "label" in sample else np.ones_like(image)
     scribble = sample.get("scribble")
     if scribble is not None:
         # strokes in class colours over a faded grey copy of the image, for context

@@ -22,13 +22,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["CHECKPOINT_FORMAT", "atomic_save", "load_checkpoint", "resolve_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "atomic_save",
+    "load_checkpoint",
+    "read_checkpoint_config",
+    "resolve_checkpoint",
+]
 
 CHECKPOINT_FORMAT = 1
 LAST = "last.ckpt"
@@ -46,6 +53,10 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    # temp files of a writer that was killed (SIGKILL, power loss) before its os.replace
+    for stale in dest.parent.glob(f".{dest.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -90,6 +101,36 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
+def _load(path: Path, *, mmap: bool) -> Any:
+    """``torch.load(weights_only=True)``; any failure to read is one ``ValueError`` naming the file.
+
+    torch's own messages for a truncated or foreign file are long and suggest
+    ``weights_only=False``, which would run pickled code from the file: never do that here.
+    """
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is not a denseloss checkpoint (empty file).")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as error:
+        first = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
+        raise ValueError(
+            f"{path} is not a denseloss checkpoint (truncated?): {type(error).__name__}: {first}"
+        ) from error
+
+
+def read_checkpoint_config(path: str | Path) -> tuple[dict[str, Any], int]:
+    """The ``config`` dict and ``step`` of a checkpoint, memory-mapped (tensors are not read).
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`load_checkpoint`.
+    """
+    p = resolve_checkpoint(path)
+    state = _load(p, mmap=True)
+    if not isinstance(state, dict) or "config" not in state or "step" not in state:
+        raise ValueError(f"{p} is not a denseloss checkpoint (no config/step entries).")
+    return state["config"], int(state["step"])
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint written by the trainer with ``torch.load(weights_only=True)`` on CPU.
 
@@ -98,7 +139,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ValueError: the file is not a denseloss checkpoint (missing keys or another format).
     """
     p = resolve_checkpoint(path)
-    state = torch.load(p, map_location="cpu", weights_only=True)
+    state = _load(p, mmap=False)
     required = {"format", "step", "method", "rng", "streams", "config"}
     if not isinstance(state, dict) or not required <= set(state):
         got = sorted(state) if isinstance(state, dict) else type(state).__name__

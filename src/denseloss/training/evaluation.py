@@ -7,10 +7,12 @@ scribbles for the scribble regime) or depth / normal panels.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
+from denseloss.config.data import DataSource, describe_source, eval_source_of, validate_data
 from denseloss.config.schema import (
     RunConfig,
     config_from_dict,
@@ -35,6 +37,46 @@ def _run_config(run: str | Path | None, checkpoint: str | Path | None) -> RunCon
     return config_from_dict(load_checkpoint(source)["config"])
 
 
+def eval_source(
+    config: RunConfig, regime: str, overrides: dict[str, Any] | None = None
+) -> DataSource:
+    """The data set a run is evaluated on: its own (the target for UDA), or another one.
+
+    ``overrides`` holds :class:`DataSource` fields (``name``, ``root``, ``domain``, ``kwargs``,
+    ``val_split``, ...). A new ``name`` starts from that data set's defaults (nothing of the run's
+    data set is inherited); otherwise the given fields replace those of the run's data set.
+
+    Raises:
+        ValueError: an unknown field, or an invalid data set (see ``validate_data``).
+    """
+    own = eval_source_of(config.data, regime)
+    if not overrides:
+        return own
+    fields = {f.name for f in dataclasses.fields(DataSource)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(
+            f"evaluate_run: data overrides must be among {sorted(fields)}; got {unknown}."
+        )
+    if overrides.get("name", own.name) != own.name:
+        source = DataSource(**overrides)
+        if source.name == "builtin" and source.domain is None:
+            source = dataclasses.replace(source, domain="real")
+    else:
+        source = dataclasses.replace(own, **overrides)
+    keys = ("name", "root", "domain", "kwargs")
+    probe = dataclasses.replace(
+        config.data, **{k: getattr(source, k) for k in keys}, target=DataSource()
+    )
+    validate_data(probe, "full")
+    return source
+
+
+def _slug(source: DataSource) -> str:
+    tail = source.domain if source.name == "builtin" else Path(str(source.root)).name
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{source.name}-{tail}")
+
+
 def evaluate_run(
     run: str | Path | None = None,
     *,
@@ -44,6 +86,8 @@ def evaluate_run(
     max_batches: int | None = None,
     accelerator: str = "cpu",
     method_cls: type | None = None,
+    data: dict[str, Any] | None = None,
+    resize: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Metrics of a run's checkpoint on ``split``, plus pictures and ``eval_<split>.json``.
 
@@ -55,23 +99,40 @@ def evaluate_run(
         max_batches: evaluate at most this many batches.
         accelerator: "cpu", "cuda" or "auto".
         method_cls: overrides ``METHODS[config.method]`` (tests).
+        data: evaluate on another data set: :class:`DataSource` fields (see :func:`eval_source`);
+            the files are then named ``eval_<split>-<data set>.json`` / ``.png``.
+        resize: ``(H, W)`` to resize samples to (default: the run's ``data.resize``).
 
     Returns:
-        ``{"split", "checkpoint", "step", "metrics", "pictures"}``.
+        ``{"split", "data_set", "split_name", "domain", "checkpoint", "step", "metrics",
+        "pictures"}``.
+
+    Raises:
+        ValueError: a bad split or data override, or a data set whose class count differs from
+            the run's.
     """
     if split not in ("val", "test"):
         raise ValueError(f"evaluate_run: split must be 'val' or 'test'; got {split!r}.")
     config = _run_config(run, checkpoint)
+    if resize is not None:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, resize=resize))
     ckpt_path = resolve_checkpoint(checkpoint if checkpoint is not None else run)  # type: ignore[arg-type]
     state = load_checkpoint(ckpt_path)
     cls = method_cls if method_cls is not None else method_class(config.method)
+    source = eval_source(config, cls.regime, data)
     fabric = build_fabric(accelerator=accelerator, devices=1, precision=config.train.precision)
     fabric.launch()
-    domain = config.data.target_domain if cls.regime == "uda" else config.data.domain
-    dataset = build_eval_dataset(config.data, split, domain)
+    dataset = build_eval_dataset(config.data, split, source)
+    num_classes = int(getattr(dataset, "num_classes", 0))
+    trained = _trained_classes(state, config, cls) if data else None
+    if config.task == "seg" and trained is not None and num_classes != trained:
+        raise ValueError(
+            f"evaluate_run: the evaluated data set must have the run's {trained} classes; got "
+            f"{num_classes} in {describe_source(source)!r}."
+        )
     ctx = MethodContext(
         fabric=fabric,
-        num_classes=int(getattr(dataset, "num_classes", 0)),
+        num_classes=num_classes,
         total_steps=config.train.steps,
         model=config.model,
         optim=config.optim,
@@ -84,7 +145,7 @@ def evaluate_run(
 
     from denseloss.training.trainer import evaluate_method
 
-    loader = build_eval_loader(config.data, split, domain)
+    loader = build_eval_loader(config.data, split, source)
     metrics = evaluate_method(
         method,
         loader,
@@ -97,18 +158,31 @@ def evaluate_run(
     default_dir = Path(run if run is not None else ckpt_path.parent) / "eval"
     out_dir = Path(out) if out is not None else default_dir
     out_dir.mkdir(parents=True, exist_ok=True)
+    stem = split if not data else f"{split}-{_slug(source)}"
     batch = fabric.to_device(next(iter(loader)))
-    picture = _pictures(method, batch, config, cls.regime, dataset, out_dir / f"{split}.png")
+    picture = _pictures(method, batch, config, cls.regime, dataset, out_dir / f"{stem}.png")
     result = {
         "split": split,
-        "domain": domain,
+        "data_set": describe_source(source),
+        "split_name": getattr(source, f"{split}_split"),
+        "domain": describe_source(source),
         "checkpoint": str(ckpt_path),
         "step": int(state["step"]),
         "metrics": metrics,
         "pictures": [str(picture)],
     }
-    (out_dir / f"eval_{split}.json").write_text(json.dumps(result, indent=2))
+    (out_dir / f"eval_{stem}.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def _trained_classes(state: dict[str, Any], config: RunConfig, cls: type) -> int | None:
+    """The class count the checkpoint was trained with (from its config's data set)."""
+    try:
+        saved = config_from_dict(state["config"])
+        dataset = build_eval_dataset(saved.data, "val", eval_source_of(saved.data, cls.regime))
+    except (OSError, ValueError, TypeError):  # the run's own data may have moved: no check
+        return None
+    return int(getattr(dataset, "num_classes", 0))
 
 
 def _pictures(

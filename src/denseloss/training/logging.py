@@ -62,7 +62,9 @@ class RunLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(Path(out_dir) / "tb"), purge_step=resume_step)
+            # purge_step drops events at steps >= it: keep the checkpoint step's own points
+            purge = None if resume_step is None else resume_step + 1
+            self._writer = SummaryWriter(str(Path(out_dir) / "tb"), purge_step=purge)
 
     def log(self, step: int, values: dict[str, float]) -> None:
         """Write one row at ``step`` (steps done so far)."""

@@ -53,10 +53,18 @@ from denseloss.training.checkpoint import (
     load_checkpoint,
     resolve_checkpoint,
 )
+from denseloss.training.cpu import configure_threads
 from denseloss.training.fabric_setup import build_fabric
+from denseloss.training.interrupt import StopOnInterrupt, TrainingInterruptedError
 from denseloss.training.logging import RunLogger
+from denseloss.training.run_dir import launcher_rank, prepare_run_dir, record_resume
 from denseloss.training.seeding import get_rng_state, seed_everything, set_rng_state
-from denseloss.training.streams import TrainData, build_eval_loader, build_train_data
+from denseloss.training.streams import (
+    TrainData,
+    build_eval_loader,
+    build_train_data,
+    check_run_data,
+)
 
 __all__ = ["Trainer", "batch_size_of", "evaluate_method", "resolve_run_config", "train"]
 
@@ -96,16 +104,35 @@ def train(
     """
     config = resolve_run_config(config, method_cls=method_cls)
     t = config.train
+    configure_threads(t.threads, t.devices)
+    if launcher_rank(None) == 0:  # before anything is written: refuse, then check the data
+        resume = prepare_run_dir(config)
+        if config.data.check != "off":
+            regime = (method_cls or method_class(config.method)).regime
+            check_run_data(config.data, regime, config.task, progress=t.progress)
+        if resume is not None:
+            Path(str(t.out_dir)).mkdir(parents=True, exist_ok=True)
+            record_resume(str(t.out_dir), resume.step, resume.changes)
     fabric = build_fabric(
         accelerator=t.accelerator, devices=t.devices, precision=t.precision, strategy=t.strategy
     )
     # Fabric's spawn launcher rejects frozen dataclasses among the arguments: pass a plain dict.
-    return fabric.launch(_fit, config_to_dict(config), method_cls, stop_after)
+    results = fabric.launch(_fit, config_to_dict(config), method_cls, stop_after)
+    if isinstance(results, dict) and "interrupted_at" in results:
+        raise TrainingInterruptedError(
+            f"train: interrupted after step {results['interrupted_at']}; checkpoint "
+            f"{results['checkpoint']} kept. Resume with `denseloss train --resume "
+            f"{results['out_dir']}`."
+        )
+    return results
+
 
 
 def _fit(
     fabric: Any, config: dict[str, Any], method_cls: type | None, stop_after: int | None
 ) -> dict[str, Any]:
+    processes = fabric.world_size // int(config["train"].get("num_nodes", 1))
+    configure_threads(config["train"].get("threads"), processes)
     trainer = Trainer(fabric, config_from_dict(config), method_cls=method_cls)
     return trainer.fit(stop_after=stop_after)
 
@@ -249,7 +276,7 @@ class Trainer:
         loader = build_eval_loader(
             self.config.data,
             split,
-            self.data.eval_domain,
+            self.data.eval_source or self.data.eval_domain,
             rank=self.fabric.global_rank,
             world_size=self.fabric.world_size,
         )
@@ -318,6 +345,7 @@ class Trainer:
             self.out_dir, enabled=rank0, resume_step=self.step if t.resume is not None else None
         )
         bar = _progress(t.steps, self.step, enabled=t.progress and rank0, desc=self.config.method)
+        interrupt = StopOnInterrupt().install()
         try:
             while self.step < t.steps:
                 start = time.perf_counter()
@@ -331,8 +359,26 @@ class Trainer:
                 self._after_step(logger, logs)
                 if stop_after is not None and self.step >= stop_after:
                     return {"stopped_at": self.step, "out_dir": str(self.out_dir)}
+                if self.step < t.steps and interrupt.should_stop(self.fabric):  # Ctrl-C
+                    self.save_checkpoint()
+                    return {
+                        "interrupted_at": self.step,
+                        "checkpoint": str(self.ckpt_path),
+                        "out_dir": str(self.out_dir),
+                    }
             return self._finish(logger)
+        except KeyboardInterrupt:  # a second Ctrl-C, mid-step: the last checkpoint stands
+            where = (
+                f"checkpoint {self.ckpt_path} (step {self.last_good_step}) kept; resume with "
+                f"`denseloss train --resume {self.out_dir}`"
+                if self.last_good_step is not None
+                else "no checkpoint had been written yet"
+            )
+            raise TrainingInterruptedError(
+                f"train: interrupted during step {self.step + 1}; {where}."
+            ) from None
         finally:
+            interrupt.restore()
             bar.close()
             logger.close()
 
@@ -363,12 +409,17 @@ class Trainer:
             "task": self.config.task,
             "steps": self.step,
             "eval_domain": self.data.eval_domain,
+            "data": self.data.description,
             "val": val,
             "test": test,
             "images_per_s": self.train_images / self.train_seconds if self.train_seconds else 0.0,
             "train_seconds": self.train_seconds,
             "world_size": self.fabric.world_size,
-            "precision": self.config.train.precision,
+            # what ran: CPU autocast has no float16, so "16-mixed" runs bf16 there
+            "precision": "bf16-mixed"
+            if self.config.train.precision == "16-mixed" and self.fabric.device.type == "cpu"
+            else self.config.train.precision,
+            "threads": torch.get_num_threads(),
             "checkpoint": str(self.ckpt_path),
             "out_dir": str(self.out_dir),
         }
