@@ -132,5 +132,7 @@ def test_train_then_eval_end_to_end(
 def test_eval_missing_run_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(["eval", "--run", str(tmp_path / "absent")]) == 1
-    assert "path must be" in capsys.readouterr().err
+    assert run(["eval", "--run", str(tmp_path / "absent")]) == 2  # a usage error: bad path
+    err = capsys.readouterr().err
+    assert "path must be" in err
+    assert str(tmp_path / "absent") in err
