@@ -320,15 +320,21 @@ def segmenters_with(capability: str) -> list[str]:
 def build_segmenter(name: str, *, num_classes: int, **kwargs: object) -> Segmenter:
     """Build ``SEGMENTERS[name](num_classes=num_classes, **kwargs)`` (aliases included).
 
+    The network's ``name`` (used in its error messages) is the name it was asked for, so an
+    alias keeps reading as the user wrote it.
+
     Raises:
         ValueError: unknown ``name`` (the message lists the valid names).
 
     Example:
-        >>> build_segmenter("deeplabv2", num_classes=3).name  # alias of deeplabv2_mini
-        'deeplabv2_mini'
+        >>> net = build_segmenter("deeplabv2", num_classes=3)  # alias of deeplabv2_mini
+        >>> net.name, type(net.head["main"]).__name__
+        ('deeplabv2', 'ASPPSumClassifier')
     """
     if name not in SEGMENTERS:
         raise ValueError(
             f"build_segmenter: name must be one of {sorted(SEGMENTERS)}; got {name!r}."
         )
-    return SEGMENTERS[name](num_classes=num_classes, **kwargs)
+    net = SEGMENTERS[name](num_classes=num_classes, **kwargs)
+    net.name = name
+    return net
