@@ -25,6 +25,7 @@ from denseloss.losses import (
 from denseloss.methods._common import (
     add_predictor,
     as_floats,
+    aux_cross_entropy,
     dense_target,
     dense_valid,
     frozen,
@@ -97,6 +98,9 @@ class AdversarialStructureMatching(Method):
         sup_lambda: float = 1.0
         # Reference: the match loss enters the predictor's loss with weight 1.
         match_lambda: float = 1.0
+        # Segmentation networks with an auxiliary classifier: its CE at the weight the CE
+        # baseline uses (MMSeg 0.4), so ASM's row differs from CE's only by ASM's own terms.
+        aux_weight: float = 0.4
         # Reference analyzer filters [32, 64, 128, 128, 128] (one 3x3 stride-2 conv per stage);
         # its stage 1 is one conv of filters[0] / 2 = 16 channels per input modality
         # (analyzer.py, filters=int(c_o/2)), so a single-task analyzer has 16 there, not 32.
@@ -203,8 +207,16 @@ class AdversarialStructureMatching(Method):
         match = structure_matching_loss(feats_pred, feats_gt, valid_mask=a_valid)
         pix = pixel_loss(pred, target, task, self.ctx.ignore_index)
         p_terms = {"loss/match": match, f"loss/{task}": pix}
+        aux = None
+        if task == "seg":
+            aux = aux_cross_entropy(out, target, cfg.aux_weight, self.ctx.ignore_index)
+        if aux is not None:
+            p_terms["loss/aux"] = aux
         check_finite(p_terms)
-        self.fabric.backward(cfg.match_lambda * match + cfg.sup_lambda * pix + unused_outputs(out))
+        total = cfg.match_lambda * match + cfg.sup_lambda * pix
+        if aux is not None:
+            total = total + cfg.aux_weight * aux
+        self.fabric.backward(total + unused_outputs(out))
         self.step_optimizer(self.net_key)
         return {**as_floats({**p_terms, **a_terms}), "weight/adv": cfg.adv_lambda * adv_w}
 

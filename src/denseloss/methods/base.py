@@ -159,7 +159,14 @@ class Method:
             module, opt = self.fabric.setup(module, opt)
             self.optimizers[name] = opt
             if poly:
-                horizon = self.ctx.optim.schedule_steps or self.ctx.total_steps
+                horizon = self.ctx.optim.schedule_steps
+                if horizon is None:
+                    horizon = self.ctx.total_steps
+                elif horizon < self.ctx.total_steps:
+                    raise ValueError(
+                        "optim.schedule_steps must be None or >= the run's steps "
+                        f"({self.ctx.total_steps}); got {horizon!r}."
+                    )
                 self.schedulers[name] = poly_scheduler(opt, horizon, self.ctx.optim.poly_power)
         self.nets[name] = module
         return module

@@ -62,7 +62,7 @@ def run_study(
     jobs: int = 1,
     threads: int | None = None,
     tables_only: bool = False,
-    adabn_images: int = 400,
+    adabn_images: int = 200,
 ) -> dict[str, Any]:
     """Run every (run, seed) of ``study`` that has no ``results.json`` yet, then aggregate.
 
@@ -148,7 +148,9 @@ def run_study(
             for fut in as_completed(futures):
                 res, seconds = fut.result()
                 finished(*futures[fut], res, seconds)
-    _evaluate_derived(study, derived, seeds, root, results, log, tables_only, adabn_images)
+    _evaluate_derived(
+        study, derived, seeds, root, results, log, tables_only, adabn_images, jobs, threads
+    )
     tables = aggregate(runs, results, seeds)
     val_tables = aggregate(runs, results, seeds, split="val")
     markdown = format_tables(study, tables, b, seeds)
@@ -178,8 +180,14 @@ def _evaluate_derived(
     log: Callable[[str], None],
     tables_only: bool,
     adabn_images: int,
+    jobs: int = 1,
+    threads: int | None = None,
 ) -> None:
-    """Fill ``results`` for the derived (AdaBN) cells of finished runs, cached next to each run."""
+    """Fill ``results`` for the derived (AdaBN) cells of finished runs, cached next to each run.
+
+    With ``jobs > 1`` the re-evaluations run in worker processes like the training runs.
+    """
+    todo = []
     for run in derived:
         for seed in seeds:
             base = root / str(run.derived_from) / f"seed{seed}"
@@ -187,13 +195,36 @@ def _evaluate_derived(
                 continue
             if tables_only and not (base / RESULTS_ADABN).is_file():
                 continue
+            todo.append((run, seed, base))
+
+    def done(run: Run, seed: int, res: dict[str, Any], seconds: float) -> None:
+        results[(run.key, seed)] = res
+        key, title, _ = run.metrics[0]
+        log(
+            f"[{study}] {run.key} seed {seed}: test {title} = {_metric(res, key):.4g} "
+            f"({seconds:.0f} s)"
+        )
+
+    if jobs <= 1 or len(todo) <= 1:
+        for run, seed, base in todo:
             t0 = time.perf_counter()
-            results[(run.key, seed)] = adabn_results(base, max_images=adabn_images)
-            key, title, _ = run.metrics[0]
-            log(
-                f"[{study}] {run.key} seed {seed}: test {title} = "
-                f"{_metric(results[(run.key, seed)], key):.4g} ({time.perf_counter() - t0:.0f} s)"
-            )
+            done(run, seed, adabn_results(base, max_images=adabn_images), time.perf_counter() - t0)
+        return
+    import functools
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    fn = functools.partial(adabn_results, max_images=adabn_images)
+    with ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(threads,),
+    ) as pool:
+        futures = {pool.submit(_timed, fn, base): (run, seed) for run, seed, base in todo}
+        for fut in as_completed(futures):
+            res, seconds = fut.result()
+            done(*futures[fut], res, seconds)
 
 
 def _init_worker(threads: int | None) -> None:

@@ -95,8 +95,8 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {
     "quick": Budget(
-        steps=150,
-        adapt_steps=75,
+        steps=100,
+        adapt_steps=50,
         size=128,
         train_length=400,
         val_length=48,
@@ -121,8 +121,8 @@ BUDGETS: dict[str, Budget] = {
         },
     ),
     "full": Budget(
-        steps=300,
-        adapt_steps=150,
+        steps=240,
+        adapt_steps=120,
         size=128,
         train_length=1000,
         val_length=100,
@@ -244,18 +244,18 @@ def _semi(b: Budget) -> list[Run]:
     return runs
 
 
-# UDA schedule. MaxSquare's reference pretrains source-only for a fixed number of iterations of
-# a longer poly schedule (the model is taken mid-schedule, its LR not annealed to 0) and restarts
-# adaptation at the base LR with a fresh poly schedule. Here: the source-only run trains
-# ``steps`` steps of a ``2 · steps`` poly schedule (stopped half-way), and every adapted run
-# restarts at the base LR over its own ``adapt_steps``.
-SOURCE_SCHEDULE_FACTOR = 2
+# UDA schedule as MaxSquare's reference: source-only pretraining stops at iteration 80k of a
+# 200k-iteration poly schedule (tools/train_source.py: --iter_stop 80000 --iter_max 200000; LR
+# still 0.63× the base), and adaptation restarts at the base LR with a fresh poly schedule over
+# its own length (solve_gta5.py: current_iter = 0). Here: source-only trains ``steps`` steps of
+# a ``2.5 · steps`` schedule; every adapted run restarts at the base LR over ``adapt_steps``.
+SOURCE_SCHEDULE_FACTOR = 2.5
 
 
 def _uda(b: Budget) -> list[Run]:
     row = "synthetic→real"
     bn_row = "synthetic→real, target BN re-estimated"
-    source_optim = {"schedule_steps": SOURCE_SCHEDULE_FACTOR * b.steps}
+    source_optim = {"schedule_steps": round(SOURCE_SCHEDULE_FACTOR * b.steps)}
 
     def adapted(key: str, col: str, method: str, params: dict[str, Any] | None = None) -> Run:
         """A run that starts from the same seed's source-only checkpoint (MaxSquare's issue #1)."""
@@ -329,6 +329,9 @@ def _scribble(b: Budget) -> list[Run]:
         # no consistency head (its weight 0: the deep kernel reads an untrained head).
         ("dfr-no_deep", "dfr (no deep kernel)", "dfr", {**kernel, "deep_kernel": False}),
         ("dfr-no_fc", "dfr (no consistency head)", "dfr", {**kernel, "fc_weight": 0.0}),
+        # Selection row, read on val: the consistency weight on pCE's scale (1.0) against the
+        # default 0.1 (chosen earlier on a test split; re-decided here on val).
+        ("dfr-fc1", "dfr (w_fc 1.0)", "dfr", {**kernel, "fc_weight": 1.0}),
         ("full_ceiling", "full labels (ceiling)", "ce", {"aux_weight": 0.0}),
     ]
     return [
@@ -351,22 +354,25 @@ def _full(b: Budget) -> list[Run]:
     aux = {"aux_weight": FULL_AUX_WEIGHT}
     # ContrastiveSeg warms up for 5000 of 40k iterations (1/8 of training); a class takes part
     # with at least 8 of the 256 map cells (3 %).
-    own = {
-        "ce": {},
-        "pne": pne_scaled(b),
-        "pixel_contrast": {"warmup_steps": b.steps // 8, "max_views": 8},
-        "asm": {},
-    }
+    own: list[tuple[str, str, dict[str, Any]]] = [
+        ("ce", "ce", {}),
+        ("pne", "pne", pne_scaled(b)),
+        ("pixel_contrast", "pixel_contrast", {"warmup_steps": b.steps // 8, "max_views": 8}),
+        ("asm", "asm", {}),
+        # Selection row, read on val: the reference match weight 1 (the asm row) against 0.1
+        # (chosen earlier on a test split; re-decided here on val).
+        ("asm-match0.1", "asm", {"match_lambda": 0.1}),
+    ]
     runs = [
         Run(
-            m,
+            key,
             "seg",
             "segmentation",
-            m,
+            key,
             _config(m, b, params={**aux, **p}),
             metrics=FULL_SEG_METRICS,
         )
-        for m, p in own.items()
+        for key, m, p in own
     ]
     for task, metrics in (("depth", DEPTH_METRICS), ("normals", NORMAL_METRICS)):
         for m in ("ce", "asm"):
