@@ -51,7 +51,8 @@ class TrainConfig:
     checkpoint_every: int = 250  # save last.ckpt every k steps (0 = only at the end)
     seed: int = 0  # seed of model initialisation and of every random op during training
     accelerator: Accelerator = "auto"  # "auto" (CUDA when visible, else CPU), "cpu", "cuda"
-    devices: int = 1  # number of processes (DDP when > 1: gloo on CPU, NCCL on CUDA)
+    devices: int = 1  # processes per node (DDP when > 1: gloo on CPU, NCCL on CUDA)
+    num_nodes: int = 1  # machines; > 1 needs torchrun, srun or `fabric run` (docs/scaling.md)
     precision: Precision = "32-true"  # "32-true", "bf16-mixed" or "16-mixed" (→ bf16 on CPU)
     strategy: Strategy = "auto"  # DDP launcher; auto = ddp_spawn on CPU, ddp on CUDA
     out_dir: str | None = None  # run directory; None = runs/<method>-<timestamp>
@@ -61,6 +62,7 @@ class TrainConfig:
     # this process may use / devices (set 1 on a machine shared with other jobs)
     eval_batches: int | None = None  # evaluate on at most this many batches per split (None = all)
     progress: bool = True  # show a tqdm progress bar with the live losses
+    sync_bn: bool = False  # SyncBatchNorm (global-batch statistics) when processes > 1
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,7 @@ def validate(config: RunConfig) -> RunConfig:
     for name, value in (
         ("train.steps", config.train.steps),
         ("train.devices", config.train.devices),
+        ("train.num_nodes", config.train.num_nodes),
         ("data.size", config.data.size),
         ("data.batch_size", config.data.batch_size),
         ("data.eval_batch_size", config.data.eval_batch_size),
@@ -190,6 +193,8 @@ def validate(config: RunConfig) -> RunConfig:
             "validate: data.labeled_fraction must be in (0, 1]; "
             f"got {config.data.labeled_fraction!r}."
         )
+    if not isinstance(config.train.sync_bn, bool):
+        raise ValueError(f"validate: train.sync_bn must be a bool; got {config.train.sync_bn!r}.")
     threads = config.train.threads
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ValueError(f"validate: train.threads must be an int >= 1 or None; got {threads!r}.")
@@ -258,4 +263,8 @@ def load_config(path: str | Path) -> RunConfig:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"load_config: path must be an existing file; got {str(p)!r}.")
-    return config_from_dict(yaml.safe_load(p.read_text()) or {})
+    try:
+        content = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as error:
+        raise ValueError(f"load_config: {p} is not valid YAML ({error}).") from error
+    return config_from_dict(content or {})

@@ -54,7 +54,14 @@ from denseloss.training.checkpoint import (
     resolve_checkpoint,
 )
 from denseloss.training.cpu import configure_threads
-from denseloss.training.fabric_setup import build_fabric
+from denseloss.training.fabric_setup import (
+    build_fabric,
+    detect_external_launch,
+    launch,
+    print_process_summary,
+    rescale_stream_state,
+    resolve_processes,
+)
 from denseloss.training.interrupt import StopOnInterrupt, TrainingInterruptedError
 from denseloss.training.logging import RunLogger
 from denseloss.training.run_dir import launcher_rank, prepare_run_dir, record_resume
@@ -103,9 +110,12 @@ def train(
             good checkpoint is left in place.
     """
     config = resolve_run_config(config, method_cls=method_cls)
+    # Under torchrun / srun / `fabric run` the processes exist already: take their layout.
+    external = detect_external_launch()
+    config = dataclasses.replace(config, train=resolve_processes(config.train, external))
     t = config.train
     configure_threads(t.threads, t.devices)
-    if launcher_rank(None) == 0:  # before anything is written: refuse, then check the data
+    if launcher_rank(external) == 0:  # before anything is written: refuse, then check the data
         resume = prepare_run_dir(config)
         if config.data.check != "off":
             regime = (method_cls or method_class(config.method)).regime
@@ -114,10 +124,16 @@ def train(
             Path(str(t.out_dir)).mkdir(parents=True, exist_ok=True)
             record_resume(str(t.out_dir), resume.step, resume.changes)
     fabric = build_fabric(
-        accelerator=t.accelerator, devices=t.devices, precision=t.precision, strategy=t.strategy
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        precision=t.precision,
+        strategy=t.strategy,
+        sync_bn=t.sync_bn,
+        external=external is not None,
     )
     # Fabric's spawn launcher rejects frozen dataclasses among the arguments: pass a plain dict.
-    results = fabric.launch(_fit, config_to_dict(config), method_cls, stop_after)
+    results = launch(fabric, _fit, config_to_dict(config), method_cls, stop_after)
     if isinstance(results, dict) and "interrupted_at" in results:
         raise TrainingInterruptedError(
             f"train: interrupted after step {results['interrupted_at']}; checkpoint "
@@ -127,10 +143,11 @@ def train(
     return results
 
 
-
 def _fit(
     fabric: Any, config: dict[str, Any], method_cls: type | None, stop_after: int | None
 ) -> dict[str, Any]:
+    if fabric.world_size > 1:  # processes started apart resolved apart: rank 0's out_dir wins
+        config = fabric.broadcast(config, src=0)
     processes = fabric.world_size // int(config["train"].get("num_nodes", 1))
     configure_threads(config["train"].get("threads"), processes)
     trainer = Trainer(fabric, config_from_dict(config), method_cls=method_cls)
@@ -304,6 +321,7 @@ class Trainer:
                     "extra": {
                         "train_seconds": self.train_seconds,
                         "train_images": self.train_images,
+                        "world_size": self.fabric.world_size,
                     },
                 },
                 self.ckpt_path,
@@ -320,14 +338,19 @@ class Trainer:
                 f"Trainer.restore: checkpoint method must be {self.config.method!r}; "
                 f"got {saved.method!r} in {path!r}."
             )
+        extra = state.get("extra", {})
+        saved_world = int(extra.get("world_size", saved.train.devices * saved.train.num_nodes))
+        # rank 0's stream positions; another process count continues the same global stream
+        streams = rescale_stream_state(
+            state["streams"], saved_world=saved_world, world=self.fabric.world_size
+        )
         self.method.load_state_dict(state["method"])
-        self.data.stream.load_state_dict(state["streams"])
+        self.data.stream.load_state_dict(streams)
         set_rng_state(state["rng"])
         if self.fabric.global_rank != 0:
             seed_everything(self.config.train.seed + self.fabric.global_rank + state["step"])
         self.step = int(state["step"])
         self.last_good_step = self.step
-        extra = state.get("extra", {})
         self.train_seconds = float(extra.get("train_seconds", 0.0))
         self.train_images = int(extra.get("train_images", 0))
 
@@ -339,6 +362,7 @@ class Trainer:
         if t.resume is not None:
             self.restore(t.resume)
         if rank0:
+            print_process_summary(self.fabric.world_size, t.num_nodes, self.config.data.batch_size)
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.config, self.out_dir / "config.yaml")
         logger = RunLogger(
