@@ -3,14 +3,14 @@ the papers' networks (images/s and peak memory at the papers' crops)."""
 
 from __future__ import annotations
 
-import argparse
+from denseloss.cli.app import CliParser
 
 __all__ = ["main"]
 
 
 def main(argv: list[str]) -> int:
     """Entry point of ``denseloss bench``; forwards the rest of ``argv`` to the benchmark."""
-    parser = argparse.ArgumentParser(prog="denseloss bench", description=__doc__)
+    parser = CliParser(prog="denseloss bench", description=__doc__)
     parser.add_argument("target", choices=["losses", "trainer", "models"], help="what to benchmark")
     target = parser.parse_args(argv[:1]).target
     if target == "models":

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from typing import Any
+
+from denseloss.cli.app import CliParser
 
 __all__ = ["describe", "main"]
 
@@ -79,6 +80,6 @@ def describe() -> str:
 
 def main(argv: list[str]) -> int:
     """Entry point of ``denseloss list``."""
-    argparse.ArgumentParser(prog="denseloss list", description=__doc__).parse_args(argv)
+    CliParser(prog="denseloss list", description=__doc__).parse_args(argv)
     print(describe())
     return 0

@@ -8,11 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from denseloss.cli.app import CliParser
+
 
 def _parser() -> argparse.ArgumentParser:
     from denseloss.reproduce import QUICK_STUDIES, STUDIES
 
-    p = argparse.ArgumentParser(
+    p = CliParser(
         prog="denseloss reproduce",
         description=(
             "Run named studies (mean ± std over seeds, markdown table + figure per study). "

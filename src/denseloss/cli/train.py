@@ -107,7 +107,14 @@ def parse_config(argv: list[str]) -> tuple[RunConfig, bool]:
     try:
         ns = build_parser().parse_args(argv).as_dict()
     except argparse.ArgumentError as error:
-        raise ValueError(_one_line(error)) from None
+        text = _one_line(error)
+        configs = [a.split("=", 1)[-1] for a in argv if a.startswith("--config=")]
+        configs += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+        if configs and not text.startswith("--"):  # a problem inside the YAML file
+            text = f"--config {configs[-1]}: {text}"
+        if text.startswith("--data.resize"):
+            text += " Hint: --data.resize [H, W]."
+        raise ValueError(text) from None
     ns.pop("config", None)
     ns.pop("__path__", None)
     resume_run = ns.pop("resume_run", None)
