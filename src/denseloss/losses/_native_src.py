@@ -142,20 +142,22 @@ static void band_##T(const modality* md, int64_t H, int64_t W, int64_t r0, int64
 /* Returns sum over the band's pairs of w = K_ij (m_i + m_j); accumulates G (C, H, W). */      \
 double window_##T(const T* p, const T* valid, T* G, int64_t C, int64_t H, int64_t W,           \
                   int M, const modality* mods, int D, const double* kw, const double* kxy,     \
-                  const double* kmod, int radius, int64_t y0, int64_t y1) {                     \
+                  const double* kmod, int radius, int64_t y0, int64_t y1, T* work) {            \
+    /* work: sum_m (F_m + 1) * rows * W + (M + 2) * W elements, rows = min(y1 + r, H) - y0   \
+     * (allocated by the caller through PyTorch, so its memory is accounted there). */          \
     FTZ_ON                                                                                      \
     int64_t HW = H * W, r1 = y1 + radius < H ? y1 + radius : H, rows = r1 - y0;                 \
-    const T** fb = (const T**)malloc(sizeof(T*) * (M > 0 ? M : 1));                             \
-    const T** sqb = (const T**)malloc(sizeof(T*) * (M > 0 ? M : 1));                            \
-    T** owned = (T**)calloc(M > 0 ? M : 1, sizeof(T*));                                         \
+    const T* fb[64];                                                                            \
+    const T* sqb[64];                                                                           \
+    if (M > 64) { FTZ_OFF return NAN; }                                                         \
+    T* cursor = work;                                                                           \
     for (int m = 0; m < M; m++) {                                                               \
         const modality* md = &mods[m];                                                          \
-        T* buf = (T*)malloc(sizeof(T) * (md->channels + 1) * rows * W);                         \
-        owned[m] = buf;                                                                         \
-        band_##T(md, H, W, y0, r1, buf, buf + md->channels * rows * W);                          \
-        fb[m] = buf; sqb[m] = buf + md->channels * rows * W;                                    \
+        band_##T(md, H, W, y0, r1, cursor, cursor + md->channels * rows * W);                   \
+        fb[m] = cursor; sqb[m] = cursor + md->channels * rows * W;                              \
+        cursor += (md->channels + 1) * rows * W;                                                \
     }                                                                                           \
-    T* dist = (T*)malloc(sizeof(T) * (M + 2) * W);                                              \
+    T* dist = cursor;                                                                           \
     T* kern = dist + M * W;                                                                     \
     T* tmp = kern + W;                                                                          \
     double wsum = 0;                                                                            \
@@ -242,8 +244,6 @@ double window_##T(const T* p, const T* valid, T* G, int64_t C, int64_t H, int64_
             }                                                                                   \
         }                                                                                       \
     }                                                                                           \
-    for (int m = 0; m < M; m++) free(owned[m]);                                                 \
-    free(owned); free(fb); free(sqb); free(dist);                                               \
     FTZ_OFF                                                                                     \
     return wsum;                                                                                \
 }
@@ -310,13 +310,20 @@ static int64_t lat_find(lattice* L, const int32_t* key, int insert) {
 
 void lat_free(lattice* L) {
     if (!L) return;
-    free(L->vid); free(L->bary); free(L->nbr); free(L->keys); free(L->table); free(L);
+    free(L->nbr); free(L->keys); free(L->table); free(L);
+}
+
+/* Bytes this file allocated for L (the caller owns vid and bary). */
+int64_t lat_bytes(const lattice* L) {
+    return (int64_t)sizeof(int32_t) * (L->cap + L->d * (L->cap / 2 + 1) + L->M * (L->d + 1) * 2);
 }
 
 /* Build the lattice of n points f (n, d), doubles already divided by their sigma:
  * elevation of (f + offset) * scale, enclosing simplex, barycentric weights, vertex hashing
- * (consecutive points of one simplex reuse its vertices), then the blur neighbours. */
-lattice* lat_build(const double* f, int64_t n, int d, const double* scale, const double* offset) {
+ * (consecutive points of one simplex reuse its vertices), then the blur neighbours.
+ * Returns NULL when out of memory or d is out of range. */
+lattice* lat_build(const double* f, int64_t n, int d, const double* scale, const double* offset,
+                   int32_t* vid, double* bary) {
     if (d < 1 || d > MAXD) return NULL;
     FTZ_ON
     lattice* L = (lattice*)calloc(1, sizeof(lattice));
@@ -325,8 +332,8 @@ lattice* lat_build(const double* f, int64_t n, int d, const double* scale, const
     L->table = (int32_t*)malloc(sizeof(int32_t) * L->cap);
     memset(L->table, 0xff, sizeof(int32_t) * L->cap);
     L->keys = (int32_t*)malloc(sizeof(int32_t) * d * (L->cap / 2 + 1));
-    L->vid = (int32_t*)malloc(sizeof(int32_t) * n * (d + 1));
-    L->bary = (double*)malloc(sizeof(double) * n * (d + 1));
+    L->vid = vid;     /* (n, d+1), owned by the caller */
+    L->bary = bary;   /* (n, d+1), owned by the caller */
     double el[MAXD + 1], rem0[MAXD + 1], b[MAXD + 2];
     int rank[MAXD + 1];
     int32_t key[MAXD], last[MAXD + 1];
