@@ -1,5 +1,10 @@
-"""denseloss.losses: every loss as a function plus an ``nn.Module`` of the same name."""
+"""denseloss.losses: every loss as a function plus an ``nn.Module`` of the same name.
 
+``check_finite_inputs()`` / ``set_check_finite()`` make every loss refuse NaN/inf inputs
+(off by default; see ``denseloss._validation``).
+"""
+
+from denseloss._validation import check_finite_inputs, set_check_finite
 from denseloss.losses.adversarial import (
     AdversarialLoss,
     SemiSupervisedLoss,
@@ -51,6 +56,7 @@ __all__ = [
     "StructureHingeLoss",
     "StructureMatchingLoss",
     "adversarial_loss",
+    "check_finite_inputs",
     "cross_entropy",
     "dense_crf_loss",
     "depth_loss",
@@ -65,6 +71,7 @@ __all__ = [
     "pne_loss",
     "self_produced_guidance",
     "semi_supervised_loss",
+    "set_check_finite",
     "structure_hinge_loss",
     "structure_matching_loss",
 ]

@@ -48,6 +48,8 @@ def _cross_entropy(
     check_labels(
         func, labels, num_classes, ignore_index=ignore_index, name=labels_name, like=logits
     )
+    if labels.dtype != torch.int64:  # uint8 / int16 labels as PNGs decode: gather needs int64
+        labels = labels.long()
     if weight is not None:
         _check_weight(func, weight, logits.shape[1])
     valid = labels != ignore_index
@@ -90,7 +92,8 @@ def cross_entropy(
     Args:
         logits: (N, C, H, W) float, raw scores. float16/bfloat16 are computed and reduced in
             float32.
-        labels: (N, H, W) int64, values in [0, C) or ``ignore_index``.
+        labels: (N, H, W) any integer dtype (int64 avoids a copy), values in [0, C) or
+            ``ignore_index``.
         ignore_index: label value that does not count.
         weight: optional (C,) float class weights >= 0; ``"mean"`` then divides by the sum of
             the weights of the valid pixels, as :func:`torch.nn.functional.cross_entropy` does.

@@ -170,8 +170,8 @@ def normal_loss(
 
     Raises:
         TypeError: ``pred``/``target`` not floating point, ``valid_mask`` not bool.
-        ValueError: not 4-D; shapes differ; ``valid_mask`` shape mismatch; unknown
-            ``reduction``.
+        ValueError: not 4-D or not 3 channels; shapes differ; ``valid_mask`` shape mismatch;
+            unknown ``reduction``.
 
     Reference:
         ``hwang2019asm`` (normals task); ``eigen2015normals``.
@@ -185,6 +185,10 @@ def normal_loss(
     func = "normal_loss"
     check_float_tensor(func, "pred", pred, 4)
     check_float_tensor(func, "target", target, 4)
+    if pred.shape[1] != 3:
+        raise ValueError(
+            f"{func}: pred must have 3 channels (x, y, z); got shape {tuple(pred.shape)}."
+        )
     if pred.shape != target.shape:
         raise ValueError(
             f"{func}: target must have the shape of pred {tuple(pred.shape)}; "
