@@ -2,16 +2,26 @@
 
 Every message follows ``"<func>: <arg> must be <expected>; got <actual>."`` so a user can find
 the offending argument at once. ``ValueError`` for values and shapes, ``TypeError`` for dtypes.
+
+Non-finite inputs: by default a NaN or inf in a loss's input propagates to its output, as in
+PyTorch (checking costs a pass over the tensor and, on a GPU, a device sync per call). With
+:func:`check_finite_inputs` (a context manager), :func:`set_check_finite` or the environment
+variable ``DENSELOSS_CHECK_FINITE=1``, every floating-point tensor a loss receives is checked,
+and a non-finite one raises ``ValueError`` naming the loss and the argument.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
 
 import torch
 
 __all__ = [
     "check_choice",
+    "check_finite",
+    "check_finite_inputs",
     "check_float_tensor",
     "check_labels",
     "check_logits",
@@ -20,19 +30,68 @@ __all__ = [
     "check_probabilities",
     "check_same_spatial",
     "check_tensor",
+    "set_check_finite",
 ]
+
+_CHECK_FINITE = os.environ.get("DENSELOSS_CHECK_FINITE", "") not in ("", "0")
+
+
+def set_check_finite(enabled: bool) -> bool:
+    """Turn the finiteness check of loss inputs on or off; returns the previous setting."""
+    global _CHECK_FINITE
+    previous, _CHECK_FINITE = _CHECK_FINITE, bool(enabled)
+    return previous
+
+
+@contextlib.contextmanager
+def check_finite_inputs(enabled: bool = True) -> Iterator[None]:
+    """Within the block, losses refuse NaN/inf inputs with a ``ValueError`` naming them.
+
+    Example:
+        >>> from denseloss.losses import cross_entropy
+        >>> logits = torch.full((1, 2, 1, 1), float("nan"))
+        >>> with check_finite_inputs():
+        ...     cross_entropy(logits, torch.zeros(1, 1, 1, dtype=torch.long))
+        Traceback (most recent call last):
+        ...
+        ValueError: cross_entropy: logits must be finite; got 2 NaN and 0 inf values. ...
+    """
+    previous = set_check_finite(enabled)
+    try:
+        yield
+    finally:
+        set_check_finite(previous)
+
+
+def check_finite(func: str, name: str, x: torch.Tensor) -> None:
+    """When the check is on (module docstring), a floating-point ``x`` must be all finite."""
+    if not _CHECK_FINITE or not x.is_floating_point() or x.numel() == 0:
+        return
+    finite = torch.isfinite(x)
+    if bool(finite.all()):
+        return
+    nan = int(torch.isnan(x).sum())
+    raise ValueError(
+        f"{func}: {name} must be finite; got {nan} NaN and {int((~finite).sum()) - nan} inf "
+        "values. Hint: the step before produced them (learning rate, log of 0, 0/0)."
+    )
 
 
 def check_tensor(func: str, name: str, x: object, ndim: int | Sequence[int] | None = None) -> None:
-    """Raise ``TypeError`` unless ``x`` is a tensor, ``ValueError`` unless it has ``ndim`` dims."""
+    """Raise ``TypeError`` unless ``x`` is a tensor, ``ValueError`` unless it has ``ndim`` dims.
+
+    Also applies :func:`check_finite` (a no-op unless the check is on).
+    """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{func}: {name} must be a torch.Tensor; got {type(x).__name__}.")
     if ndim is None:
+        check_finite(func, name, x)
         return
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if x.ndim not in allowed:
         want = " or ".join(f"{d}-D" for d in allowed)
         raise ValueError(f"{func}: {name} must be {want}; got shape {tuple(x.shape)}.")
+    check_finite(func, name, x)
 
 
 def check_float_tensor(
