@@ -205,4 +205,5 @@ def _pictures(
         extra_maps=method.extra_maps(image),
         scribbles=batch.get("scribble") if regime == "scribble" else None,
         ignore_index=int(getattr(dataset, "ignore_index", 255)),
+        class_names=list(getattr(dataset, "class_names", ())) or None,
     )

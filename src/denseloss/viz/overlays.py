@@ -55,7 +55,11 @@ def _check_images(func: str, images: torch.Tensor) -> None:
         raise ValueError(f"{func}: images must be a (N, 3, H, W) tensor; got {shape}.")
 
 
-def _grid(columns: list[tuple[str, list[np.ndarray], dict]], path: str | Path) -> Path:
+def _grid(
+    columns: list[tuple[str, list[np.ndarray], dict]],
+    path: str | Path,
+    legend: Sequence[tuple[str, Sequence[int]]] = (),
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,7 +77,15 @@ def _grid(columns: list[tuple[str, list[np.ndarray], dict]], path: str | Path) -
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(title, fontsize=9)
-    fig.tight_layout()
+    if legend:  # which colour is which class
+        from matplotlib.patches import Patch
+
+        handles = [Patch(color=np.asarray(rgb) / 255, label=name) for name, rgb in legend]
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=7,
+                   frameon=False)  # fmt: skip
+        fig.tight_layout(rect=(0, 0.03 + 0.03 * ((len(handles) - 1) // 6), 1, 1))
+    else:
+        fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
@@ -92,6 +104,7 @@ def save_overlays(
     scribbles: torch.Tensor | None = None,
     ignore_index: int = 255,
     max_rows: int = 8,
+    class_names: Sequence[str] | None = None,
 ) -> Path:
     """Write a grid: one row per image; columns image | [scribbles] | ground truth | prediction
     | one column per extra map (e.g. AdvSemiSeg's discriminator confidence).
@@ -106,6 +119,8 @@ def save_overlays(
         scribbles: (N, H, W) int sparse labels (DFR and the scribble regime).
         ignore_index: void label.
         max_rows: at most this many images.
+        class_names: one name per class: adds a colour legend of the classes present in the
+            ground truth or the prediction.
 
     Returns:
         The written path.
@@ -130,7 +145,15 @@ def save_overlays(
         m = maps.detach().float().cpu()
         m = m[:, 0] if m.ndim == 4 else m
         cols.append((name, [m[i].numpy() for i in range(n)], {"cmap": "viridis"}))
-    return _grid(cols, path)
+    legend: list[tuple[str, Sequence[int]]] = []
+    if class_names:
+        shown = torch.cat([labels[:n].flatten(), preds[:n].flatten()]).unique().tolist()
+        legend = [
+            (class_names[k], palette[k])
+            for k in sorted(int(v) for v in shown)
+            if k != ignore_index and k < min(len(class_names), len(palette))
+        ]
+    return _grid(cols, path, legend)
 
 
 def _normal_rgb(normal: torch.Tensor) -> np.ndarray:
