@@ -157,3 +157,42 @@ def test_ctrl_c_keeps_a_checkpoint_and_says_how_to_resume(tmp_path: Path) -> Non
     assert f"after step {step};" in line
     assert int(csv.read_text().splitlines()[-1].split(",")[0]) == step  # logs match the weights
     assert "Traceback" not in err
+
+
+def test_a_run_stopped_before_any_checkpoint_is_not_offered_for_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.csv").write_text("step\n1\n")  # what a run killed before its first save left
+    assert run_state(out) == "stale"
+    assert run(["train", *TINY, "--train.steps", "1", "--train.out_dir", str(out)]) == 2
+    line = _err_line(capsys)
+    assert "holds no checkpoint, so there is nothing to resume" in line
+    assert "--resume" not in line
+
+
+def test_threads_default_never_exceeds_this_process_cpus() -> None:
+    from denseloss.training.cpu import available_cpus, configure_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert configure_threads(1) == 1 == torch.get_num_threads()
+        torch.set_num_threads(available_cpus() + 7)  # what torch picks on a quota'd container
+        assert configure_threads(None, processes=1) == available_cpus()
+        torch.set_num_threads(1)  # a caller's own choice below the cap is kept
+        assert configure_threads(None, processes=2) == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_data_show_reads_any_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.data import fixtures_builder as fb
+
+    fb.build_regime_folder(tmp_path / "d", colour=(9, 9, 9), depth=True, size=(16, 16))
+    png = tmp_path / "grid.png"
+    argv = ["data", "show", "folder", "--root", str(tmp_path / "d"), "--split", "val",
+            "--out", str(png), "-n", "2"]  # fmt: skip
+    assert run(argv) == 0
+    assert capsys.readouterr().out.strip() == str(png)
+    assert png.stat().st_size > 1000

@@ -8,12 +8,16 @@ Rules applied by :func:`denseloss.training.trainer.train` before anything is wri
   ``--train.out_dir``). Nothing is renamed or suffixed behind the user's back.
 * **Resume**: the checkpoint's config and the new one may differ only in the fields of
   :data:`OPERATIONAL` (where output goes, logging/evaluation cadence, workers, threads, data
-  roots: none changes the training trajectory). Any other difference (learning rate, steps,
-  data, devices, ...) is refused unless ``train.allow_config_change`` is set; either way every
+  roots: none changes the training trajectory), and in the process layout (devices, nodes,
+  strategy, accelerator, per-device batch) when the global batch stays the same (the trainer
+  then continues the same global batches). Any other difference (learning rate, steps, data,
+  the global batch, ...) is refused unless ``train.allow_config_change`` is set; either way every
   difference is appended to ``<out_dir>/resumes.jsonl`` as ``{"step", "time", "changed": {field:
   [old, new]}}``.
 
-:func:`run_state` tells a driver such as ``denseloss reproduce`` what a folder holds.
+:func:`run_state` tells a driver such as ``denseloss reproduce`` what a folder holds: a driver
+that reruns into the same folders resumes a ``"resumable"`` one (``train.resume=<folder>``) and
+deletes a ``"stale"`` one (a run stopped before its first checkpoint) before starting it again.
 """
 
 from __future__ import annotations
@@ -171,12 +175,22 @@ def _global_batch(config: RunConfig) -> int:
 
 def _refuse_existing(out_dir: Path) -> None:
     held = [name for name in RUN_FILES if (out_dir / name).exists()]
-    if held:
-        raise RunExistsError(
-            f"train: train.out_dir must not hold a run for a new run; got {str(out_dir)!r} with "
-            f"{', '.join(held)}. Hint: continue it with `denseloss train --resume {out_dir}`, or "
-            "choose a new --train.out_dir."
+    if not held:
+        return
+    if run_state(out_dir) == "stale":
+        hint = (
+            "it holds no checkpoint, so there is nothing to resume: delete it or choose a new "
+            "--train.out_dir"
         )
+    else:
+        hint = (
+            f"continue it with `denseloss train --resume {out_dir}`, or choose a new "
+            "--train.out_dir"
+        )
+    raise RunExistsError(
+        f"train: train.out_dir must not hold a run for a new run; got {str(out_dir)!r} with "
+        f"{', '.join(held)}. Hint: {hint}."
+    )
 
 
 def record_resume(out_dir: str | Path, step: int, changes: dict[str, list[Any]]) -> None:
