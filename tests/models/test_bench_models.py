@@ -26,6 +26,7 @@ def test_bench_rows_in_process_and_isolated():
     assert [r["network"] for r in results] == ["deeplabv2_resnet101_multi", "vit_b16"]
     for r in results:
         assert r["seconds_per_iter"] > 0
+        assert r["cpu_seconds_per_iter"] > 0
         assert r["images_per_s"] == pytest.approx(r["batch"] / r["seconds_per_iter"])
         assert 0 < r["params_m"] < 1
     (isolated,) = bench_models(rows[:1], isolate=True, iterations=1, warmup=0)
