@@ -196,3 +196,17 @@ def test_data_show_reads_any_layout(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert run(argv) == 0
     assert capsys.readouterr().out.strip() == str(png)
     assert png.stat().st_size > 1000
+
+
+def test_results_record_the_precision_and_threads_that_ran(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = ["train", *TINY, "--train.steps", "1", "--train.precision", "16-mixed",
+            "--train.accelerator", "cpu", "--train.out_dir", str(out)]  # fmt: skip
+    assert run(argv) == 0
+    capsys.readouterr()
+    results = json.loads((out / "results.json").read_text())
+    assert results["precision"] == "bf16-mixed"  # CPU autocast has no float16
+    assert results["threads"] == torch.get_num_threads()
+    assert load_config(out / "config.yaml").train.precision == "16-mixed"  # what was asked

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +84,13 @@ def _resume_argv(argv: list[str]) -> list[str]:
 
     path = Path(run)
     yaml_path = path / "config.yaml" if path.is_dir() else path.parent.parent / "config.yaml"
-    if not yaml_path.is_file():
+    if not yaml_path.is_file():  # no config.yaml next to it: the checkpoint's own config
         import yaml
 
         saved, _ = read_checkpoint_config(path)
-        handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)  # noqa: SIM115
-        with handle:
-            yaml.safe_dump(config_to_dict(config_from_dict(saved)), handle, sort_keys=False)
-        yaml_path = Path(handle.name)
+        # jsonargparse reads a --config value that is not a path as the YAML text itself
+        text = yaml.safe_dump(config_to_dict(config_from_dict(saved)), sort_keys=False)
+        return ["--config", text, *argv]
     return ["--config", str(yaml_path), *argv]
 
 
