@@ -263,3 +263,26 @@ def test_cli_reproduce_writes_apart_from_the_reference_and_compares(tmp_path, mo
     assert not (ref / "table.md").exists()  # the reference is never written
     report = (tmp_path / "runs" / "reproduce" / "quick" / "REPORT-semi.md").read_text()
     assert "against the committed reference" in report
+
+
+def test_rerun_resumes_a_stopped_run_and_clears_a_stale_one(tmp_path):
+    root = tmp_path / "uda"
+    stopped = root / "source_only" / "seed0"
+    (stopped / "checkpoints").mkdir(parents=True)
+    (stopped / "checkpoints" / "last.ckpt").write_bytes(b"x")  # a run killed mid-way
+    stale = root / "source_only" / "seed1"
+    stale.mkdir(parents=True)
+    (stale / "metrics.csv").write_text("step\n")  # killed before its first checkpoint
+    calls: list = []
+    run_study(
+        "uda",
+        budget=TINY,
+        out=tmp_path,
+        only=("source_only",),
+        train_fn=_fake_train(calls),
+        log=lambda s: None,
+    )
+    by_seed = {c.train.seed: c for c in calls}
+    assert by_seed[0].train.resume == str(stopped)
+    assert by_seed[1].train.resume is None
+    assert not (stale / "metrics.csv").exists()

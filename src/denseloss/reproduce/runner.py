@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -108,7 +109,10 @@ def run_study(
             if run.init_from is not None:
                 init_ckpt = str(root / run.init_from / f"seed{seed}" / "checkpoints" / "last.ckpt")
             cfg = with_seed(run, seed, str(run_dir), init_ckpt)
-            todo.append((run, seed, overrides(cfg) if overrides is not None else cfg))
+            cfg = overrides(cfg) if overrides is not None else cfg
+            if not tables_only:
+                cfg = _continue_or_clear(cfg, run_dir, log, f"[{study}] {run.key} seed {seed}")
+            todo.append((run, seed, cfg))
 
     def finished(run: Run, seed: int, res: dict[str, Any], seconds: float) -> None:
         results[(run.key, seed)] = res
@@ -169,6 +173,27 @@ def run_study(
     plot_study(tables, root / "figure.png", title=study)
     summary["markdown"] = markdown
     return summary
+
+
+def _continue_or_clear(cfg: Any, run_dir: Path, log: Callable[[str], None], name: str) -> Any:
+    """A run folder left by a stopped study: resume it from its checkpoint, or clear it.
+
+    The trainer never reuses a folder that holds a run (``training.run_dir``); a study that was
+    stopped mid-run continues that run exactly (``train.resume``), and a run stopped before its
+    first checkpoint has nothing to continue, so its folder is removed and the run starts over.
+    """
+    import shutil
+
+    from denseloss.training.run_dir import run_state
+
+    state = run_state(run_dir)
+    if state == "resumable":
+        log(f"{name}: resuming the stopped run in {run_dir}")
+        return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, resume=str(run_dir)))
+    if state == "stale":
+        log(f"{name}: removing {run_dir} (stopped before its first checkpoint)")
+        shutil.rmtree(run_dir)
+    return cfg
 
 
 def _evaluate_derived(
