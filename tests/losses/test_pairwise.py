@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -621,3 +622,147 @@ def test_feature_consistency_errors():
         feature_consistency_loss(f, y, margin=1.0)
     with pytest.raises(ValueError, match="margin"):
         FeatureConsistencyLoss(margin=2.0)
+
+
+# ------------------------------------------------- compiled kernels == PyTorch implementation
+# The compiled window and lattice kernels (_native.py) must give the value and gradient of the
+# PyTorch implementation that preceded them (kernels.window_potts_energy, PermutohedralLattice:
+# unchanged, still the fallback), in float64, down to rounding.
+
+
+def _compiled_available() -> bool:
+    # Where a C compiler exists the compiled path must work: a broken build fails here.
+    from denseloss.losses import _native
+
+    ok = _native.available(torch.zeros(1, dtype=F64))
+    assert ok or shutil.which("cc") is None, "a C compiler exists but _native did not build"
+    return ok
+
+
+def _value_and_grad(fn, probs):
+    p = probs.clone().requires_grad_(True)
+    loss = fn(p)
+    (grad,) = torch.autograd.grad(loss, p)
+    return loss.detach(), grad
+
+
+def _both_paths(monkeypatch, fn, probs):
+    from denseloss.losses import _native
+
+    assert _compiled_available()
+    compiled = _value_and_grad(fn, probs)
+    with monkeypatch.context() as m:
+        m.setattr(_native, "available", lambda *t: False)
+        reference = _value_and_grad(fn, probs)
+    return compiled, reference
+
+
+@pytest.mark.parametrize("radius", [1, 3])
+@pytest.mark.parametrize("border", ["exclude", "zero_pad"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_gated_crf_compiled_equals_pytorch_float64(monkeypatch, radius, border, masked):
+    g = torch.Generator().manual_seed(11)
+    probs = _probs(2, 4, 9, 11, seed=5)
+    feats = {"rgb": torch.rand(2, 3, 18, 22, generator=g, dtype=F64)}  # area-downsampled
+    kernels = ({"weight": 1.0, "xy": 3.0, "rgb": 0.3}, {"weight": 0.4, "xy": 1.5})
+    mask = torch.rand(2, 9, 11, generator=g) > 0.3 if masked else None
+
+    def fn(p):
+        return gated_crf_loss(
+            p, feats, kernels=kernels, radius=radius, valid_mask=mask, border=border
+        )
+
+    (v1, g1), (v2, g2) = _both_paths(monkeypatch, fn, probs)
+    assert_close(v1, v2)
+    assert_close(g1, g2)
+    assert float(v1) > 0
+
+
+@pytest.mark.parametrize(
+    ("deep_hw", "combine", "normalize", "masked"),
+    [
+        ((3, 4), "sum", True, False),  # bilinear upsampling inside the band
+        ((3, 4), "product", False, True),
+        ((9, 11), "sum", True, True),  # already at the probabilities' size
+        ((18, 23), "product", True, False),  # area-downsampled first
+    ],
+)
+def test_dfr_compiled_equals_pytorch_float64(monkeypatch, deep_hw, combine, normalize, masked):
+    g = torch.Generator().manual_seed(12)
+    probs = _probs(2, 3, 9, 11, seed=6)
+    image = torch.rand(2, 3, 9, 11, generator=g, dtype=F64)
+    deep = torch.randn(2, 16, *deep_hw, generator=g, dtype=F64)  # 16 channels: dot distance
+    mask = torch.rand(2, 9, 11, generator=g) > 0.3 if masked else None
+
+    def fn(p):
+        return dfr_loss(
+            p, image, deep, radius=2, combine=combine, normalize_deep=normalize, valid_mask=mask
+        )
+
+    (v1, g1), (v2, g2) = _both_paths(monkeypatch, fn, probs)
+    assert_close(v1, v2)
+    assert_close(g1, g2)
+
+
+def test_dfr_compiled_path_matches_full_resolution_reference():
+    # The band-resized deep map gives the value of the explicit full-resolution computation.
+    g = torch.Generator().manual_seed(13)
+    probs = _probs(1, 3, 8, 10, seed=7)
+    image = torch.rand(1, 3, 8, 10, generator=g, dtype=F64)
+    deep = torch.randn(1, 12, 2, 3, generator=g, dtype=F64)
+    full = F.normalize(F.interpolate(deep, size=(8, 10), mode="bilinear", align_corners=False))
+    kernels = (
+        {"weight": 1.0, "xy": 6.0, "rgb": 0.1},
+        {"weight": 1.0, "deep": 0.5},
+    )
+    want = gated_crf_loss(probs, {"rgb": image, "deep": full}, kernels=kernels, radius=2)
+    assert_close(dfr_loss(probs, image, deep, radius=2), want)
+
+
+def test_dense_crf_fast_compiled_equals_pytorch_float64(monkeypatch):
+    g = torch.Generator().manual_seed(14)
+    probs = _probs(2, 3, 12, 13, seed=8)
+    image = _blocks_image(2, 12, 13).double() + torch.rand(2, 3, 12, 13, generator=g) * 20
+    mask = torch.rand(2, 12, 13, generator=g) > 0.2
+
+    def fn(p):
+        return dense_crf_loss(p, image, sigma_xy=4.0, valid_mask=mask, method="fast")
+
+    (v1, g1), (v2, g2) = _both_paths(monkeypatch, fn, probs)
+    assert_close(v1, v2)
+    assert_close(g1, g2)
+
+
+def test_dense_crf_fast_float32_close_to_float64():
+    probs = _probs(1, 4, 20, 20, seed=9)
+    image = _blocks_image(1, 20, 20)
+    v64 = dense_crf_loss(probs, image.double(), sigma_xy=5.0, method="fast")
+    v32 = dense_crf_loss(probs.float(), image, sigma_xy=5.0, method="fast")
+    assert abs(float(v32) / float(v64) - 1) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee"])
+def test_dense_crf_fast_within_5_percent_of_exact_on_photographs(name):
+    # rloss's σ's on a real photograph at 64², C = 21: the calibrated lattice (sharpened
+    # elevation, gain, 8 shifted lattices averaged at this size) stays within 5 % of exact.
+    from skimage import data
+
+    img = torch.from_numpy(getattr(data, name)()).permute(2, 0, 1)[None].float()
+    img = F.interpolate(img, size=(64, 64), mode="bilinear", antialias=True).clamp(0, 255)
+    g = torch.Generator().manual_seed(0)
+    probs = torch.randn(1, 21, 64, 64, generator=g).softmax(1)
+    exact = dense_crf_loss(probs, img, method="exact")
+    fast = dense_crf_loss(probs, img, method="fast")
+    assert abs(float(fast / exact) - 1) < 0.05
+
+
+def test_native_disabled_by_environment(monkeypatch):
+    from denseloss.losses import _native
+
+    monkeypatch.setenv("DENSELOSS_NATIVE", "0")
+    monkeypatch.setattr(_native, "_TRIED", False)
+    monkeypatch.setattr(_native, "_LIB", None)
+    assert not _native.available(torch.zeros(1))
+    # The losses still run, on the PyTorch path.
+    p = _probs(1, 2, 4, 5)
+    assert float(gated_crf_loss(p, {"rgb": torch.rand(1, 3, 4, 5, dtype=F64)}, radius=1)) > 0

@@ -196,7 +196,7 @@ def _timed(case: Case, x: Inputs, threads: int) -> float:
 
 def _no_work(loss: torch.Tensor | float, x: Inputs) -> bool:
     """A loss of exactly 0 that sent no gradient anywhere: the call returned early."""
-    if float(loss) != 0.0:
+    if float(loss.detach() if isinstance(loss, torch.Tensor) else loss) != 0.0:
         return False
     return all(t.grad is None or not bool(t.grad.any()) for t in x.values() if t.requires_grad)
 
