@@ -108,7 +108,7 @@ BUDGETS: dict[str, Budget] = {
         seeds=(0, 1, 2),
         fractions=(0.125,),
         columns={
-            "semi": ("1_8-ce_labeled_only", "1_8-adv", "1_8-advsemi"),
+            "semi": ("1_8-ce_labeled_only", "1_8-advsemi"),
             "uda": (
                 "source_only",
                 "source_only+adabn",
@@ -120,7 +120,7 @@ BUDGETS: dict[str, Budget] = {
                 "maxsquare_iw+adabn",
             ),
             "scribble": ("pce", "pce_gatedcrf", "dfr"),
-            "full": ("ce", "pne", "normals-ce", "normals-asm"),
+            "full": ("ce", "pne"),
         },
     ),
     "full": Budget(
