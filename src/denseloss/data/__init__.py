@@ -11,6 +11,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from denseloss.data.check import SplitReport, check_dataset
 from denseloss.data.layouts import layout_datasets
 from denseloss.data.loading import (
     Augmented,
@@ -34,6 +35,7 @@ from denseloss.data.transforms import (
     RandomHorizontalFlip,
     RandomScale,
 )
+from denseloss.data.views import DatasetView, derive_scribbles
 
 __all__ = [
     "DATASETS",
@@ -43,6 +45,7 @@ __all__ = [
     "Batch",
     "ColorJitter",
     "Compose",
+    "DatasetView",
     "InfiniteSampler",
     "Normalize",
     "PairedIterator",
@@ -51,9 +54,12 @@ __all__ = [
     "RandomHorizontalFlip",
     "RandomScale",
     "Sample",
+    "SplitReport",
     "Stream",
     "SyntheticScenes",
     "build_dataset",
+    "check_dataset",
+    "derive_scribbles",
     "labeled_split",
     "make_eval_loader",
     "make_loader",
