@@ -105,7 +105,7 @@ def _gated_unfold(x: Inputs) -> torch.Tensor:
     return P.gated_crf_unfold(x["logits"].softmax(1), x["image"] / 255.0)
 
 
-def _pydensecrf(x: Inputs) -> float:
+def _pydensecrf(x: Inputs) -> torch.Tensor:
     return P.pydensecrf_loss(x["logits"].softmax(1), x["image"])
 
 
@@ -396,8 +396,6 @@ def run_bench(args: list[str]) -> int:
     :data:`PAIRWISE_SHAPES`, and on request the scaling and DenseCRF accuracy tables — followed
     by the machine line (and writes them to ``--output``); returns the exit code.
     """
-    from denseloss.bench import pairwise
-
     parser = argparse.ArgumentParser(
         prog="denseloss bench losses",
         description="Forward+backward time and peak memory of each loss as ratios to "
@@ -408,11 +406,28 @@ def run_bench(args: list[str]) -> int:
     parser.add_argument("--scaling", action="store_true", help="pairwise scaling in pixels / C")
     parser.add_argument("--accuracy", action="store_true", help="DenseCRF fast vs exact table")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per row (median)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads for the run (default: as set)"
+    )
     parser.add_argument("--losses", type=str, default=None, help="comma-separated case names")
     parser.add_argument("--output", type=str, default=None, help="also write the tables here")
     ns = parser.parse_args(args)
     if ns.repeats < 1:
         parser.error(f"--repeats must be >= 1; got {ns.repeats}")
+    if ns.threads is not None and ns.threads < 1:
+        parser.error(f"--threads must be >= 1; got {ns.threads}")
+    saved = torch.get_num_threads()
+    if ns.threads is not None:
+        torch.set_num_threads(ns.threads)
+    try:
+        return _run_sections(ns)
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _run_sections(ns: argparse.Namespace) -> int:
+    from denseloss.bench import pairwise
+
     losses = None if ns.losses is None else [s.strip() for s in ns.losses.split(",") if s.strip()]
     main_shapes = QUICK_SHAPES if ns.quick else DEFAULT_SHAPES
     pair_shapes = QUICK_SHAPES if ns.quick else PAIRWISE_SHAPES

@@ -82,7 +82,7 @@ def accuracy_rows(
                 loss = dense_crf_loss(z.softmax(1), image, method=method)
                 loss.backward()
                 values[method], grads[method] = float(loss.detach()), z.grad
-            peer = P.pydensecrf_loss(logits.softmax(1), image) if have_peer else None
+            peer = float(P.pydensecrf_loss(logits.softmax(1), image)) if have_peer else None
             rows.append(
                 {
                     "size": size,

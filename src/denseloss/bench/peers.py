@@ -121,28 +121,22 @@ def pydensecrf_available() -> bool:
     return True
 
 
-def pydensecrf_loss(
-    probs: torch.Tensor, image: torch.Tensor, *, sigma_xy: float = 100.0, sigma_rgb: float = 15.0
-) -> float:
-    """−Σ_b Σ_k S_bkᵀ Ŵ S_bk / B with pydensecrf's lattice (no normalisation), no gradient.
-
-    Per image: ``DenseCRF2D`` + ``addPairwiseBilateral`` (builds the lattice) + one
-    ``stepInference`` with a zero unary, whose first temporary is then the filtered Ŵ S.
-    """
+def _pydensecrf_filter(probs: torch.Tensor, image: torch.Tensor, sxy: float, srgb: float):
+    """Ŵ S per image with pydensecrf's lattice (no normalisation): (B, C, H, W) float32."""
     import numpy as np
     import pydensecrf.densecrf as dcrf
     from pydensecrf import eigen
 
     bsz, c, h, w = probs.shape
-    total = 0.0
     p = probs.detach().float().numpy()
+    out = np.empty((bsz, c, h * w), np.float32)
     for b in range(bsz):
         crf = dcrf.DenseCRF2D(w, h, c)
         crf.setUnaryEnergy(np.zeros((c, h * w), np.float32))
         rgb = np.ascontiguousarray(image[b].permute(1, 2, 0).round().clamp(0, 255).numpy())
         crf.addPairwiseBilateral(
-            sxy=sigma_xy,
-            srgb=sigma_rgb,
+            sxy=sxy,
+            srgb=srgb,
             rgbim=rgb.astype(np.uint8),
             compat=1,
             kernel=dcrf.DIAG_KERNEL,
@@ -153,5 +147,32 @@ def pydensecrf_loss(
         tmp1 = eigen.matrixXf(np.zeros((c, h * w), np.float32))
         tmp2 = eigen.matrixXf(np.zeros((c, h * w), np.float32))
         crf.stepInference(eigen.matrixXf(q), tmp1, tmp2)
-        total += float((q * np.asarray(tmp1)).sum())
-    return -total / bsz
+        out[b] = np.asarray(tmp1)
+    return torch.from_numpy(out).view(bsz, c, h, w)
+
+
+class _PydensecrfLoss(torch.autograd.Function):
+    """rloss's DenseCRFLoss design with pydensecrf's lattice: forward filters on the CPU and
+    saves Ŵ S; backward returns −2/B · Ŵ S (rloss's gradient)."""
+
+    @staticmethod
+    def forward(ctx, probs, image, sxy, srgb):  # type: ignore[override]
+        filtered = _pydensecrf_filter(probs, image, sxy, srgb).to(probs.dtype)
+        ctx.save_for_backward(filtered)
+        return -(probs * filtered).sum() / probs.shape[0]
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        (filtered,) = ctx.saved_tensors
+        return -2.0 * grad_out * filtered / filtered.shape[0], None, None, None
+
+
+def pydensecrf_loss(
+    probs: torch.Tensor, image: torch.Tensor, *, sigma_xy: float = 100.0, sigma_rgb: float = 15.0
+) -> torch.Tensor:
+    """−Σ_b Σ_k S_bkᵀ Ŵ S_bk / B with pydensecrf's lattice, differentiable as rloss's loss.
+
+    Per image: ``DenseCRF2D`` + ``addPairwiseBilateral`` (builds the lattice) + one
+    ``stepInference`` with a zero unary, whose first temporary is then the filtered Ŵ S.
+    """
+    return _PydensecrfLoss.apply(probs, image, sigma_xy, sigma_rgb)

@@ -16,7 +16,7 @@ from denseloss._validation import (
     check_same_spatial,
     check_tensor,
 )
-from denseloss.losses._lattice import dense_gaussian_filter, lattice_filter
+from denseloss.losses._lattice import dense_gaussian_filter, image_features, lattice_filter
 from denseloss.losses._window import compute_dtype
 
 __all__ = ["DenseCrfLoss", "dense_crf_loss"]
@@ -33,22 +33,23 @@ class _DenseQuadratic(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx,
         values: torch.Tensor,
-        features: torch.Tensor,
+        image: torch.Tensor,
+        sigmas: tuple[float, float],
         method: str,
     ) -> torch.Tensor:
         if method == "exact":
-            filtered = dense_gaussian_filter(features, values)
+            filtered = dense_gaussian_filter(image_features(image, *sigmas), values)
         else:
-            filtered = lattice_filter(features, values)
+            filtered = lattice_filter(values, image, *sigmas)
         ctx.save_for_backward(filtered)
         return torch.dot(values.reshape(-1), filtered.reshape(-1))
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
-    ) -> tuple[torch.Tensor | None, None, None]:
+    ) -> tuple[torch.Tensor | None, None, None, None]:
         (filtered,) = ctx.saved_tensors
-        return 2.0 * grad_out * filtered, None, None
+        return 2.0 * grad_out * filtered, None, None, None
 
 
 def dense_crf_loss(
@@ -148,16 +149,10 @@ def dense_crf_loss(
     bsz, _, h, w = probs.shape
     values = probs if mask is None else probs * mask
     values = values.permute(0, 2, 3, 1).reshape(bsz, h * w, -1)  # (B, n, C)
-    ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=dtype, device=probs.device),
-        torch.arange(w, dtype=dtype, device=probs.device),
-        indexing="ij",
-    )
-    grid = torch.stack([xs, ys]).expand(bsz, 2, h, w) / sigma_xy
-    feats = torch.cat([grid, img / sigma_rgb], dim=1).permute(0, 2, 3, 1).reshape(bsz, h * w, 5)
     if method == "auto":
         method = "exact" if h * w <= EXACT_MAX_PIXELS else "fast"
-    return -(weight / bsz) * _DenseQuadratic.apply(values, feats.detach(), method)
+    sigmas = (float(sigma_xy), float(sigma_rgb))
+    return -(weight / bsz) * _DenseQuadratic.apply(values, img.detach(), sigmas, method)
 
 
 class DenseCrfLoss(nn.Module):

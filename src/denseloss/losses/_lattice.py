@@ -28,7 +28,7 @@ import torch
 
 from denseloss.losses import _native
 
-__all__ = ["PermutohedralLattice", "dense_gaussian_filter", "lattice_filter"]
+__all__ = ["PermutohedralLattice", "dense_gaussian_filter", "image_features", "lattice_filter"]
 
 
 def dense_gaussian_filter(
@@ -98,33 +98,57 @@ def lattice_count(points: int) -> int:
     return max(1, min(8, 65536 // max(points, 1)))
 
 
-def lattice_filter(features: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Symmetrised lattice approximation Ŵ V of the dense Gaussian filter, per batch item.
+def image_features(image: torch.Tensor, sigma_xy: float, sigma_rgb: float) -> torch.Tensor:
+    """(B, n, 5) DenseCRF features (x/σ_xy, y/σ_xy, R/σ_rgb, G/σ_rgb, B/σ_rgb) of a (B, 3, H, W)
+    image, in its dtype; x, y are the integer pixel indices."""
+    bsz, _, h, w = image.shape
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=image.dtype, device=image.device),
+        torch.arange(w, dtype=image.dtype, device=image.device),
+        indexing="ij",
+    )
+    grid = torch.stack([xs, ys]).expand(bsz, 2, h, w) / sigma_xy
+    return torch.cat([grid, image / sigma_rgb], dim=1).permute(0, 2, 3, 1).reshape(bsz, h * w, 5)
 
-    Ŵ is the mean over :func:`lattice_count` lattices at the shifts of :func:`lattice_offsets`
-    (one lattice from 256² up), each compiled (:mod:`denseloss.losses._native`: built once per
-    image, then all C channels splatted, blurred and sliced in one pass each) when available,
-    else :class:`PermutohedralLattice`; both compute the same Ŵ. A mean of symmetric filters is
-    symmetric, so 2 Ŵ V stays the exact gradient of the quadratic form.
+
+def lattice_filter(
+    values: torch.Tensor, image: torch.Tensor, sigma_xy: float, sigma_rgb: float
+) -> torch.Tensor:
+    """Symmetrised lattice approximation Ŵ V of the dense Gaussian filter of an image.
+
+    Ŵ approximates W_ij = exp(−½‖f_i − f_j‖²) with f = :func:`image_features`; it is the mean
+    over :func:`lattice_count` lattices at the shifts of :func:`lattice_offsets` (one lattice
+    from 256² up), each compiled (:mod:`denseloss.losses._native`: the features computed on the
+    fly, the lattice built once per image, then all C channels splatted, blurred and sliced in
+    one pass each) when available, else :class:`PermutohedralLattice`; both compute the same Ŵ.
+    A mean of symmetric filters is symmetric, so 2 Ŵ V stays the exact gradient of the
+    quadratic form.
 
     Args:
-        features: (B, n, d) float, already divided by their σ (d <= 5).
-        values: (B, n, C) float.
+        values: (B, n, C) float, n = H·W in row-major pixel order.
+        image: (B, 3, H, W) float in the dtype of ``values``.
+        sigma_xy, sigma_rgb: the σ's the features are divided by.
 
     Returns:
         (B, n, C) in the dtype of ``values``.
     """
-    bsz, n, d = features.shape
-    offsets = lattice_offsets(d, lattice_count(n))
+    bsz, n, _ = values.shape
+    offsets = lattice_offsets(5, lattice_count(n))
+    native = _native.available(values, image)
+    feats = None if native else image_features(image, sigma_xy, sigma_rgb)
     out: torch.Tensor | None = None
     for offset in offsets:
-        if _native.available(values) and d <= len(_LATTICE_OFFSET):
+        if feats is None:
             one = _native.lattice_filter(
-                features, values, scale=elevation_scale(d), offset=offset, gain=_LATTICE_GAIN_5D
+                values,
+                image=(image, sigma_xy, sigma_rgb),
+                scale=elevation_scale(5),
+                offset=offset,
+                gain=_LATTICE_GAIN_5D,
             )
         else:
             batch_index = torch.arange(bsz, device=values.device).repeat_interleave(n)
-            flat = features.reshape(bsz * n, d)
+            flat = feats.reshape(bsz * n, 5)
             lattice = PermutohedralLattice.build(flat, batch_index, offset=offset)
             one = lattice.filter(values.reshape(bsz * n, -1)).reshape(values.shape)
         out = one if out is None else out.add_(one)

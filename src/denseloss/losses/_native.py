@@ -99,8 +99,12 @@ def _declare(lib: ctypes.CDLL) -> None:
         getattr(lib, f"lat_splat_{t}").argtypes = [p, p, i64, i64, i64, p]
         getattr(lib, f"lat_blur_{t}").argtypes = [p, p, p, i64, ctypes.c_int, i64, i64]
         getattr(lib, f"lat_slice_{t}").argtypes = [p, p, i64, dbl, i64, i64, p]
-    lib.lat_build.restype = p
-    lib.lat_build.argtypes = [p, i64, ctypes.c_int, p, p, p, p]
+        getattr(lib, f"lat_blur_all_{t}").argtypes = [p, p, p, p, p, i64]
+    for t in ("float", "double"):
+        getattr(lib, f"lat_points_{t}").argtypes = [p, p, i64, i64, dbl, dbl, i64, i64]
+        getattr(lib, f"lat_points_{t}").argtypes += [ctypes.c_int, p, p, p, p, p]
+    lib.lat_index.restype = p
+    lib.lat_index.argtypes = [i64, ctypes.c_int, p, p, p, p]
     lib.lat_bytes.restype = i64
     lib.lat_bytes.argtypes = [p]
     lib.lat_vertices.restype = i64
@@ -245,9 +249,10 @@ def window_potts(
 
 
 def lattice_filter(
-    features: torch.Tensor,
     values: torch.Tensor,
     *,
+    features: torch.Tensor | None = None,
+    image: tuple[torch.Tensor, float, float] | None = None,
     scale: Sequence[float],
     offset: Sequence[float],
     gain: float,
@@ -255,8 +260,11 @@ def lattice_filter(
     """Symmetrised permutohedral filter, in C: ½ gain Sᵀ(B_d⋯B_0 + B_0⋯B_d) S V per image.
 
     Args:
-        features: (B, n, d) float, already divided by their σ (converted to float64 to build).
         values: (B, n, C) float32/float64.
+        features: (B, n, d) float, already divided by their σ (converted to float64); or
+        image: ``(img, σ_xy, σ_rgb)`` with img (B, 3, H, W), n = H·W, in the dtype of
+            ``values``: the features (x/σ_xy, y/σ_xy, rgb/σ_rgb) are then computed on the fly
+            (no (B, n, 5) tensor).
         scale, offset: the elevation's per-dimension scale and the fixed offset added first.
         gain: the output factor.
 
@@ -265,22 +273,55 @@ def lattice_filter(
     """
     lib = _load()
     assert lib is not None
-    bsz, n, d = features.shape
+    bsz, n, _ = values.shape
     dtype = values.dtype
     ctype = "float" if dtype == torch.float32 else "double"
-    feats = features.detach().to(torch.float64).contiguous()
     vals = values.contiguous()
     out = torch.empty_like(vals)
+    if features is not None:
+        d = features.shape[2]
+        feats = features.detach().to(torch.float64).contiguous()
+        img, h, w, sxy, srgb = None, 0, 0, 1.0, 1.0
+    else:
+        assert image is not None
+        img, sxy, srgb = image[0].detach().to(dtype).contiguous(), image[1], image[2]
+        d, h, w, feats = 5, img.shape[2], img.shape[3], None
     sc = (ctypes.c_double * d)(*scale)
     off = (ctypes.c_double * d)(*offset)
-    # Each point's simplex corners and barycentric weights, allocated through PyTorch (so that
-    # its memory accounting sees them); the C side owns only the hash table and neighbours.
+    threads = max(1, torch.get_num_threads())
+    # Per point: simplex corners, barycentric weights and the simplex itself, allocated through
+    # PyTorch (so that its memory accounting sees them); the C side owns only the hash table
+    # and the neighbour lists (reported in LAST_C_BYTES).
     vid = torch.empty(bsz, n, d + 1, dtype=torch.int32)
     bary = torch.empty(bsz, n, d + 1, dtype=torch.float64)
+    key0 = torch.empty(bsz, n, d, dtype=torch.int32)
+    rank = torch.empty(bsz, n, d, dtype=torch.int8)
+    points = getattr(lib, f"lat_points_{ctype}")
+
+    def phase1(b: int, i0: int, i1: int) -> None:
+        fp = None if feats is None else feats[b].data_ptr()
+        ip = None if img is None else img[b].data_ptr()
+        points(
+            fp, ip, h, w, sxy, srgb, i0, i1, d, sc, off,
+            bary[b].data_ptr(), key0[b].data_ptr(), rank[b].data_ptr(),
+        )  # fmt: skip
+
+    _run(
+        [
+            lambda b=b, i0=i0, i1=i1: phase1(b, i0, i1)
+            for b in range(bsz)
+            for i0, i1 in _chunks(n, -(-threads // bsz))
+        ]
+    )
     lats = _run(
         [
-            lambda b=b: lib.lat_build(
-                feats[b].data_ptr(), n, d, sc, off, vid[b].data_ptr(), bary[b].data_ptr()
+            lambda b=b: lib.lat_index(
+                n,
+                d,
+                key0[b].data_ptr(),
+                rank[b].data_ptr(),
+                bary[b].data_ptr(),
+                vid[b].data_ptr(),
             )
             for b in range(bsz)
         ]
@@ -291,7 +332,7 @@ def lattice_filter(
             raise MemoryError("dense_crf_loss: the permutohedral lattice could not be built.")
         LAST_C_BYTES = sum(int(lib.lat_bytes(lat)) for lat in lats)
         # With fewer images than threads, each image's points / vertices are split in parts.
-        parts = -(-max(1, torch.get_num_threads()) // bsz)
+        parts = -(-threads // bsz)
         for b, lat in enumerate(lats):
             _filter_one(lib, ctype, lat, vals[b], out[b], d, parts, gain)
     finally:
@@ -317,7 +358,7 @@ def _filter_one(
 ) -> None:
     """Splat, blur both ways and slice one image's (n, C) values into ``out``."""
     splat = getattr(lib, f"lat_splat_{ctype}")
-    blur = getattr(lib, f"lat_blur_{ctype}")
+    blur_all = getattr(lib, f"lat_blur_all_{ctype}")
     slc = getattr(lib, f"lat_slice_{ctype}")
     n, chans = vals.shape
     verts = int(lib.lat_vertices(lat))
@@ -334,27 +375,14 @@ def _filter_one(
     splatted = bufs[0]
     for buf in bufs[1:]:
         splatted.add_(buf)
-    vchunks = _chunks(verts, parts)
-    total: torch.Tensor | None = None
-    for order in (range(d + 1), range(d, -1, -1)):
-        cur, nxt = splatted.clone(), torch.zeros_like(splatted)
-        for j in order:
-            _run(
-                [
-                    lambda cur=cur, nxt=nxt, j=j, v0=v0, v1=v1: blur(
-                        lat, cur.data_ptr(), nxt.data_ptr(), chans, j, v0, v1
-                    )
-                    for v0, v1 in vchunks
-                ]
-            )
-            cur, nxt = nxt, cur
-        total = cur if total is None else total.add_(cur)
-    assert total is not None
+    # The blur touches only the (few) vertices: one call, both orders, no barrier per direction.
+    blurred = torch.empty_like(splatted)
+    scratch = (torch.empty_like(splatted), torch.empty_like(splatted))
+    blur_all(lat, splatted.data_ptr(), scratch[0].data_ptr(), scratch[1].data_ptr(),
+             blurred.data_ptr(), chans)  # fmt: skip
     _run(
         [
-            lambda i0=i0, i1=i1: slc(
-                lat, total.data_ptr(), chans, 0.5 * gain, i0, i1, out.data_ptr()
-            )
+            lambda i0=i0, i1=i1: slc(lat, blurred.data_ptr(), chans, gain, i0, i1, out.data_ptr())
             for i0, i1 in points
         ]
     )

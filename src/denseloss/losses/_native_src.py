@@ -13,7 +13,7 @@ Two kernels, each instantiated for float and double by the ``DEFINE_*`` macros:
   probabilities' size is resampled (bilinear, ``align_corners=False``) and optionally
   L2-normalised *for the band only*, so DFR's deep map never exists at full resolution.
 - ``lat_*``: a permutohedral lattice (Adams, Baek & Davis 2010) whose splat / blur / slice
-  structures are built once per image (``lat_build``) and then applied to all C channels at once;
+  structures are built once per image (``lat_points`` in parallel, then ``lat_index``) and then applied to all C channels at once;
   the arithmetic mirrors :class:`denseloss.losses._lattice.PermutohedralLattice` step by step.
 
 The file is compiled without ``-ffast-math`` (which, linked into a shared object, would switch
@@ -318,12 +318,77 @@ int64_t lat_bytes(const lattice* L) {
     return (int64_t)sizeof(int32_t) * (L->cap + L->d * (L->cap / 2 + 1) + L->M * (L->d + 1) * 2);
 }
 
-/* Build the lattice of n points f (n, d), doubles already divided by their sigma:
- * elevation of (f + offset) * scale, enclosing simplex, barycentric weights, vertex hashing
- * (consecutive points of one simplex reuse its vertices), then the blur neighbours.
- * Returns NULL when out of memory or d is out of range. */
-lattice* lat_build(const double* f, int64_t n, int d, const double* scale, const double* offset,
-                   int32_t* vid, double* bary) {
+/* Elevation of one point fi (d doubles, already divided by sigma): (fi + offset) * scale
+ * lifted to d+1 coordinates, its enclosing simplex (rem0, rank) and barycentric weights b. */
+static void point_simplex(const double* fi, int d, const double* scale, const double* offset,
+                          double* b, int32_t* key0, int8_t* rank_out) {
+    double el[MAXD + 1], rem0[MAXD + 1], dp1 = (double)(d + 1);
+    int rank[MAXD + 1];
+    double sm = 0;
+    for (int j = d; j >= 1; j--) {
+        double cf = (fi[j - 1] + offset[j - 1]) * scale[j - 1];
+        el[j] = sm - (double)j * cf;
+        sm += cf;
+    }
+    el[0] = sm;
+    double sum = 0;
+    for (int j = 0; j <= d; j++) {
+        double up = ceil(el[j] / dp1) * dp1, down = floor(el[j] / dp1) * dp1;
+        rem0[j] = (up - el[j] < el[j] - down) ? up : down;
+        sum += rem0[j];
+        rank[j] = 0;
+    }
+    int s = (int)nearbyint(sum / dp1);
+    for (int j = 0; j < d; j++)
+        for (int k = j + 1; k <= d; k++) {
+            if (el[j] - rem0[j] < el[k] - rem0[k]) rank[j]++; else rank[k]++;
+        }
+    for (int j = 0; j <= d; j++) {
+        if (s > 0 && rank[j] >= d + 1 - s) { rank[j] -= d + 1; rem0[j] -= dp1; }
+        else if (s < 0 && rank[j] < -s) { rank[j] += d + 1; rem0[j] += dp1; }
+        rank[j] += s;
+    }
+    double bb[MAXD + 2];
+    for (int j = 0; j <= d + 1; j++) bb[j] = 0;
+    for (int j = 0; j <= d; j++) {
+        double v = (el[j] - rem0[j]) / dp1;
+        bb[d - rank[j]] += v;
+        bb[d + 1 - rank[j]] -= v;
+    }
+    bb[0] += 1.0 + bb[d + 1];
+    for (int k = 0; k <= d; k++) b[k] = bb[k];
+    for (int j = 0; j < d; j++) { key0[j] = (int32_t)rem0[j]; rank_out[j] = (int8_t)rank[j]; }
+}
+
+/* Phase 1 of a build, for points [i0, i1) (threads run disjoint ranges): the features come from
+ * f (n, d) doubles, or, when f is NULL, from the planar (3, H, W) image img of T as
+ * (x / sxy, y / sxy, rgb / srgb), computed in T as the PyTorch path does. Writes bary (n, d+1)
+ * and each point's simplex: key0 (n, d) = rem0 of the first d coordinates, rank8 (n, d). */
+#define DEFINE_POINTS(T)                                                                        \
+void lat_points_##T(const double* f, const T* img, int64_t H, int64_t W, double sxy,           \
+                    double srgb, int64_t i0, int64_t i1, int d, const double* scale,           \
+                    const double* offset, double* bary, int32_t* key0, int8_t* rank8) {        \
+    FTZ_ON                                                                                      \
+    double fi[MAXD];                                                                            \
+    for (int64_t i = i0; i < i1; i++) {                                                         \
+        const double* src = f ? f + i * d : fi;                                                 \
+        if (!f) {                                                                               \
+            fi[0] = (double)((T)(i % W) / (T)sxy);                                              \
+            fi[1] = (double)((T)(i / W) / (T)sxy);                                              \
+            for (int c = 0; c < 3; c++) fi[2 + c] = (double)(img[c * H * W + i] / (T)srgb);     \
+        }                                                                                       \
+        point_simplex(src, d, scale, offset, bary + i * (d + 1), key0 + i * d, rank8 + i * d); \
+    }                                                                                           \
+    FTZ_OFF                                                                                     \
+}
+DEFINE_POINTS(float)
+DEFINE_POINTS(double)
+
+/* Phase 2 (sequential): hash the simplices' vertices (a point in the same simplex as the previous
+ * one reuses its vertices), fill vid (n, d+1), then find the blur neighbours. bary must stay
+ * alive as long as the lattice. Returns NULL when out of memory or d is out of range. */
+lattice* lat_index(int64_t n, int d, const int32_t* key0, const int8_t* rank8, double* bary,
+                   int32_t* vid) {
     if (d < 1 || d > MAXD) return NULL;
     FTZ_ON
     lattice* L = (lattice*)calloc(1, sizeof(lattice));
@@ -332,65 +397,22 @@ lattice* lat_build(const double* f, int64_t n, int d, const double* scale, const
     L->table = (int32_t*)malloc(sizeof(int32_t) * L->cap);
     memset(L->table, 0xff, sizeof(int32_t) * L->cap);
     L->keys = (int32_t*)malloc(sizeof(int32_t) * d * (L->cap / 2 + 1));
-    L->vid = vid;     /* (n, d+1), owned by the caller */
-    L->bary = bary;   /* (n, d+1), owned by the caller */
-    double el[MAXD + 1], rem0[MAXD + 1], b[MAXD + 2];
-    int rank[MAXD + 1];
-    int32_t key[MAXD], last[MAXD + 1];
-    int64_t lastv[MAXD + 1];
-    int have_last = 0;
-    double dp1 = (double)(d + 1);
+    L->vid = vid;
+    L->bary = bary;
+    int32_t key[MAXD];
     for (int64_t i = 0; i < n; i++) {
-        const double* fi = f + i * d;
-        double sm = 0;
-        for (int j = d; j >= 1; j--) {
-            double cf = (fi[j - 1] + offset[j - 1]) * scale[j - 1];
-            el[j] = sm - (double)j * cf;
-            sm += cf;
-        }
-        el[0] = sm;
-        double sum = 0;
-        for (int j = 0; j <= d; j++) {
-            double up = ceil(el[j] / dp1) * dp1, down = floor(el[j] / dp1) * dp1;
-            rem0[j] = (up - el[j] < el[j] - down) ? up : down;
-            sum += rem0[j];
-            rank[j] = 0;
-        }
-        int s = (int)nearbyint(sum / dp1);
-        for (int j = 0; j < d; j++)
-            for (int k = j + 1; k <= d; k++) {
-                if (el[j] - rem0[j] < el[k] - rem0[k]) rank[j]++; else rank[k]++;
-            }
-        for (int j = 0; j <= d; j++) {
-            if (s > 0 && rank[j] >= d + 1 - s) { rank[j] -= d + 1; rem0[j] -= dp1; }
-            else if (s < 0 && rank[j] < -s) { rank[j] += d + 1; rem0[j] += dp1; }
-            rank[j] += s;
-        }
-        for (int j = 0; j <= d + 1; j++) b[j] = 0;
-        for (int j = 0; j <= d; j++) {
-            double v = (el[j] - rem0[j]) / dp1;
-            b[d - rank[j]] += v;
-            b[d + 1 - rank[j]] -= v;
-        }
-        b[0] += 1.0 + b[d + 1];
-        for (int k = 0; k <= d; k++) L->bary[i * (d + 1) + k] = b[k];
-        /* Same simplex as the previous point (common in images): same vertices. */
-        int same = have_last;
-        for (int j = 0; j < d && same; j++)
-            same = ((int32_t)rem0[j] == last[j]) && (rank[j] == (int)lastv[j]);
-        if (same) {
-            for (int k = 0; k <= d; k++) L->vid[i * (d + 1) + k] = L->vid[(i - 1) * (d + 1) + k];
+        const int32_t* r0 = key0 + i * d;
+        const int8_t* rk = rank8 + i * d;
+        if (i > 0 && memcmp(r0, r0 - d, sizeof(int32_t) * d) == 0 && memcmp(rk, rk - d, d) == 0) {
+            memcpy(vid + i * (d + 1), vid + (i - 1) * (d + 1), sizeof(int32_t) * (d + 1));
             continue;
         }
         for (int k = 0; k <= d; k++) {
-            for (int j = 0; j < d; j++)
-                key[j] = (int32_t)rem0[j] + (rank[j] <= d - k ? k : k - (d + 1));
+            for (int j = 0; j < d; j++) key[j] = r0[j] + (rk[j] <= d - k ? k : k - (d + 1));
             int64_t v = lat_find(L, key, 1);
             if (v < 0) { lat_free(L); FTZ_OFF return NULL; }
-            L->vid[i * (d + 1) + k] = (int32_t)v;
+            vid[i * (d + 1) + k] = (int32_t)v;
         }
-        for (int j = 0; j < d; j++) { last[j] = (int32_t)rem0[j]; lastv[j] = rank[j]; }
-        have_last = 1;
     }
     int64_t M = L->M;
     L->nbr = (int32_t*)malloc(sizeof(int32_t) * (M > 0 ? M : 1) * (d + 1) * 2);
@@ -442,6 +464,25 @@ void lat_blur_##T(const lattice* L, const T* in, T* out, int64_t C, int j, int64
         for (int64_t c = 0; c < C; c++) o[c] = (T)0.5 * m[c] + (T)0.25 * (a[c] + b[c]);         \
     }                                                                                           \
     FTZ_OFF                                                                                     \
+}                                                                                               \
+/* Both blur orders (directions 0..d, then d..0) of lat (M + 1, C), averaged into out:       \
+ * out = (B_d...B_0 + B_0...B_d) lat / 2 (the caller's slice gain carries no 1/2 then).       \
+ * a, b: scratch (M + 1, C); all rows M are zero. One call: no barrier per direction. */      \
+void lat_blur_all_##T(const lattice* L, const T* lat, T* a, T* b, T* out, int64_t C) {         \
+    int64_t M = L->M, sz = (M + 1) * C;                                                         \
+    for (int pass = 0; pass < 2; pass++) {                                                      \
+        const T* cur = lat;                                                                     \
+        T* bufs[2] = {a, b};                                                                    \
+        for (int step = 0; step <= L->d; step++) {                                              \
+            int j = pass == 0 ? step : L->d - step;                                             \
+            T* nxt = bufs[step % 2];                                                            \
+            lat_blur_##T(L, cur, nxt, C, j, 0, M);                                              \
+            for (int64_t c = 0; c < C; c++) nxt[M * C + c] = 0;                                 \
+            cur = nxt;                                                                          \
+        }                                                                                       \
+        if (pass == 0) { for (int64_t q = 0; q < sz; q++) out[q] = cur[q]; }                    \
+        else { for (int64_t q = 0; q < sz; q++) out[q] = (T)0.5 * (out[q] + cur[q]); }          \
+    }                                                                                           \
 }                                                                                               \
 /* out[i] = gain * sum_k bary_ik lat[vid_ik] for points [i0, i1). */                           \
 void lat_slice_##T(const lattice* L, const T* lat, int64_t C, double gain, int64_t i0,         \
