@@ -16,6 +16,7 @@ import resource
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from typing import Any
@@ -131,14 +132,21 @@ def bench_row(
 def bench_models(
     rows: tuple[Row, ...] = DEFAULT_ROWS, *, isolate: bool = True, **kwargs: Any
 ) -> list[dict[str, Any]]:
-    """:func:`bench_row` for each row, each in a fresh spawned process when ``isolate``."""
+    """:func:`bench_row` for each row, each in a fresh spawned process when ``isolate``.
+
+    A row whose process dies (the kernel's out-of-memory killer) is reported with an ``error``
+    and the other rows still run.
+    """
     results = []
     for row in rows:
         if not isolate:
             results.append(bench_row(row, **kwargs))
             continue
-        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-            results.append(pool.submit(bench_row, row, **kwargs).result())
+        try:
+            with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+                results.append(pool.submit(bench_row, row, **kwargs).result())
+        except BrokenProcessPool:
+            results.append({**asdict(row), "error": "the row's process was killed (memory?)"})
     return results
 
 
@@ -150,6 +158,10 @@ def format_table(results: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        if "error" in r:
+            crop = f"{r['height']}×{r['width']} {r['note']}"
+            lines.append(f"| `{r['network']}` | {crop} | {r['batch']} | {r['error']} |||||")
+            continue
         lines.append(
             f"| `{r['network']}` | {r['height']}×{r['width']} {r['note']} | {r['batch']} | "
             f"{r['params_m']:.1f} | {r['seconds_per_iter']:.2f} | "
@@ -182,9 +194,11 @@ def run_bench(argv: list[str]) -> int:
         precision=a.precision,
     )
     print(format_table(results))
-    r0 = results[0]
+    done = [r for r in results if "error" not in r]
+    threads = done[0]["threads"] if done else torch.get_num_threads()
+    memory = done[0]["memory"] if done else "-"
     print(
-        f"\n{a.device}, {a.precision}, torch threads = {r0['threads']}, {a.warmup} warm-up + "
-        f"{a.iterations} timed passes per row; memory = {r0['memory']}."
+        f"\n{a.device}, {a.precision}, torch threads = {threads}, {a.warmup} warm-up + "
+        f"{a.iterations} timed passes per row; memory = {memory}."
     )
     return 0
