@@ -448,7 +448,7 @@ def _run_sections(ns: argparse.Namespace) -> int:
         sizes = (16, 32) if ns.quick else pairwise.ACCURACY_SIZES
         rows = pairwise.accuracy_rows(sizes, 2 if ns.quick else pairwise.ACCURACY_PHOTOS)
         sections.append("### DenseCRF fast / exact\n\n" + pairwise.format_accuracy(rows))
-    _, photo_source = P.photographs(1, 8, 8)
+    _, photo_source = P.photographs(4, 8, 8)
     notes = [f"Images for the CRF rows: {photo_source}."]
     if ns.peers and not P.pydensecrf_available():
         notes.append("pydensecrf peer skipped: not installed (see docs/bench_losses.md).")

@@ -78,15 +78,18 @@ def dense_crf_loss(
     size B only, as in rloss. Its gradient is −2·weight/B · W S (custom backward).
 
     ``method="exact"`` is the dense quadratic form, chunked over rows (O(n²) time, O(n) memory;
-    fine up to ~128²). ``method="fast"`` is a permutohedral lattice written in PyTorch (O(n)):
-    chosen over a bilateral grid because a multilinear 5-D grid touches 2⁵ = 32 cells per pixel
-    and needs a dense 5-D array, where the lattice touches d + 1 = 6 vertices and stores only
-    occupied ones. Its mass-conserving filter is rescaled by a measured gain (see
-    ``kernels._LATTICE_GAIN_5D``) so that it stays within ~10% of ``exact``; the quadratic form
-    uses the symmetrised filter, so the custom backward is its exact gradient. ``"auto"`` picks
-    ``exact`` when h·w <= 64² after scaling, else ``fast``.
+    fine up to ~128²). ``method="fast"`` is a permutohedral lattice (O(n); compiled when a C
+    compiler is available, else the same arithmetic in PyTorch, ``_lattice.py``): chosen over a
+    bilateral grid because a multilinear 5-D grid touches 2⁵ = 32 cells per pixel and needs a
+    dense 5-D array, where the lattice touches d + 1 = 6 vertices and stores only occupied
+    ones. Its elevation is sharpened and its mass-conserving filter rescaled by a gain, both
+    calibrated on photographs (``_lattice._LATTICE_SHARPEN``, ``_LATTICE_GAIN_5D``), and below
+    256² it averages up to 8 shifted lattices: on photographs with these σ's it stays within
+    5 % of ``exact`` from 64² to 256² (``docs/bench_losses.md``: where the rest of the error
+    comes from). The quadratic form uses the symmetrised filter, so the custom backward is its
+    exact gradient. ``"auto"`` picks ``exact`` when h·w <= 64² after scaling, else ``fast``.
 
-    Weight: rloss's own lattice returns only ≈0.45× the exact quadratic form, so its recommended
+    Weight: rloss's own lattice returns only ≈0.45-0.6× the exact quadratic form, so its recommended
     weight 2e-9 (tied to that and to unnormalised sums) does not carry over; with this function
     the equivalent is ≈0.9e-9 and should be re-tuned.
 

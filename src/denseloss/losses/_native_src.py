@@ -13,8 +13,9 @@ Two kernels, each instantiated for float and double by the ``DEFINE_*`` macros:
   probabilities' size is resampled (bilinear, ``align_corners=False``) and optionally
   L2-normalised *for the band only*, so DFR's deep map never exists at full resolution.
 - ``lat_*``: a permutohedral lattice (Adams, Baek & Davis 2010) whose splat / blur / slice
-  structures are built once per image (``lat_points`` in parallel, then ``lat_index``) and then applied to all C channels at once;
-  the arithmetic mirrors :class:`denseloss.losses._lattice.PermutohedralLattice` step by step.
+  structures are built once per image (``lat_points`` in parallel, then ``lat_index``) and then
+  applied to all C channels at once; the arithmetic mirrors
+  :class:`denseloss.losses._lattice.PermutohedralLattice` step by step.
 
 The file is compiled without ``-ffast-math`` (which, linked into a shared object, would switch
 flush-to-zero on for the whole process); loops that may be reordered say so with
