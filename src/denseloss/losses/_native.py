@@ -34,7 +34,9 @@ import torch
 
 from denseloss.losses._native_src import SOURCE
 
-__all__ = ["available", "lattice_filter", "window_potts"]
+__all__ = ["MAX_MODALITIES", "available", "lattice_filter", "window_potts"]
+
+MAX_MODALITIES = 64  # the window kernel's limit (a fixed-size array in the C source)
 
 # No multiply-add contraction: the lattice build must take the PyTorch build's rank decisions
 # (measured: contraction does not change the window kernels' speed).

@@ -166,7 +166,9 @@ def potts_energy(
     be :class:`BandResized`.
     """
     tensors = [f.map if isinstance(f, BandResized) else f for f in features.values()]
-    if not any(t.requires_grad for t in tensors) and _native.available(probs, *tensors):
+    # Features that need a gradient (DFR with detach_deep=False) take the PyTorch path.
+    compiled = len(tensors) <= _native.MAX_MODALITIES and not any(t.requires_grad for t in tensors)
+    if compiled and _native.available(probs, *tensors):
         spec = _compiled_spec(features, kernels, radius)
         return _CompiledWindowPotts.apply(probs, valid, spec)
     size = tuple(probs.shape[-2:])
