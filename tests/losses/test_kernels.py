@@ -141,3 +141,30 @@ def test_window_potts_bands_and_dot_distance_match_unbanded(monkeypatch):
     for a, b, c in zip(got, want, banded):
         assert_close(a, b)
         assert_close(c, b)
+
+
+def test_lattice_count_and_offsets():
+    from denseloss.losses._lattice import lattice_count, lattice_offsets
+
+    # 2^16 / n shifted lattices, at least 1 and at most 8: 8 at 64², 4 at 128², 1 from 256².
+    assert [lattice_count(s * s) for s in (16, 64, 128, 256, 512)] == [8, 8, 4, 1, 1]
+    offsets = lattice_offsets(5, 8)
+    assert len(set(offsets)) == 8
+    assert all(0 <= v < 3 for o in offsets for v in o)
+
+
+def test_averaged_lattice_filter_is_symmetric_and_matches_pytorch(monkeypatch):
+    # The compiled filter of a (1, 3, 6, 7) image, averaged over its 8 shifted lattices, equals
+    # the PyTorch lattice's and is a symmetric operator (so 2 Ŵ S is the exact gradient).
+    from denseloss.losses import _lattice, _native
+
+    g = torch.Generator().manual_seed(5)
+    image = torch.rand(1, 3, 6, 7, generator=g, dtype=torch.float64) * 255
+    eye = torch.eye(42, dtype=torch.float64)[None]
+    compiled = _lattice.lattice_filter(eye, image, 3.0, 20.0)[0]
+    with monkeypatch.context() as m:
+        m.setattr(_native, "available", lambda *t: False)
+        reference = _lattice.lattice_filter(eye, image, 3.0, 20.0)[0]
+    assert_close(compiled, reference)
+    assert_close(compiled, compiled.t())
+    assert float(compiled.diagonal().min()) > 0
