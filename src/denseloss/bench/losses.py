@@ -439,7 +439,8 @@ def _run_sections(ns: argparse.Namespace) -> int:
         rows = bench_losses(
             pair_shapes, repeats=ns.repeats, losses=selected_pairwise, peers=ns.peers
         )
-        sections.append("### Pairwise losses, C = 21\n\n" + format_table(rows))
+        title = "### Pairwise losses" + ("" if ns.quick else ", C = 21")
+        sections.append(title + "\n\n" + format_table(rows))
     if ns.scaling:
         sizes, classes = ((32, 64), (19,)) if ns.quick else (SCALING_SIZES, SCALING_CLASSES)
         rows = pairwise.scaling_rows(sizes, classes, ns.repeats)
