@@ -49,6 +49,8 @@ class DataSource:
     domain: str | None = None  # built-in data only: "synthetic" or "real"; None = "real"
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of the data set
     train_split: str = "train"  # split name of the layout used for (unlabelled) training images
+    resize: tuple[int, int] | None = None  # (H, W) of every sample; None = data.resize
+    crop: tuple[int, int] | None = None  # (H, W) random training crop; None = data.crop
     val_split: str = "val"  # split name evaluated as "val"
     test_split: str = "test"  # split name evaluated as "test"
     train_length: int | None = None  # at most this many training samples; None = data.train_length
@@ -83,6 +85,11 @@ class DataConfig:
     labeled_list: str | None = None  # semi: file of labelled sample ids (overrides the fraction)
     scribbles: ScribbleSource = "dataset"  # scribble regime: the data set's own, or "derived"
     augment: bool = True  # random scale 0.75–1.25, crop, horizontal flip, small colour jitter
+    # what augment does (the shipped paper configs set the papers' values):
+    crop: tuple[int, int] | None = None  # (H, W) random training crop; None = size × size
+    scale_range: tuple[float, float] = (0.75, 1.25)  # random rescale range; [1, 1] = none
+    flip: bool = True  # random horizontal flip
+    jitter: float = 0.1  # brightness/contrast/saturation jitter amplitude; 0 = none
     check: DataCheck = "full"  # validate every sample of every split the run uses, before step 1
     seed: int = 0  # seed of scene generation, the labelled split and the sampling order
     target: DataSource = field(default_factory=DataSource)  # UDA target data set
@@ -91,8 +98,9 @@ class DataConfig:
         # YAML / JSON give nested mappings and lists: store the typed forms
         if isinstance(self.target, dict):
             object.__setattr__(self, "target", _data_source(self.target))
-        if isinstance(self.resize, list):
-            object.__setattr__(self, "resize", tuple(self.resize))
+        for name in ("resize", "crop", "scale_range"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
 
 
 def _data_source(value: dict[str, Any]) -> DataSource:
@@ -100,6 +108,8 @@ def _data_source(value: dict[str, Any]) -> DataSource:
     bad = sorted(set(value) - names)
     if bad:
         raise ValueError(f"DataConfig: target keys must be in {sorted(names)}; got unknown {bad}.")
+    value = {k: tuple(v) if k in ("resize", "crop") and isinstance(v, list) else v
+             for k, v in value.items()}  # fmt: skip
     return DataSource(**value)
 
 
@@ -114,6 +124,8 @@ def source_of(data: DataConfig) -> DataSource:
         domain=domain,
         kwargs=dict(data.kwargs),
         train_split=data.train_split,
+        resize=data.resize,
+        crop=data.crop,
         val_split=data.val_split,
         test_split=data.test_split,
         train_length=data.train_length,
@@ -147,6 +159,8 @@ def target_of(data: DataConfig) -> DataSource:
         name=name,
         domain=domain,
         kwargs=dict(t.kwargs),
+        resize=data.resize if t.resize is None else t.resize,
+        crop=data.crop if t.crop is None else t.crop,
         train_length=data.train_length if t.train_length is None else t.train_length,
         val_length=data.val_length if t.val_length is None else t.val_length,
         test_length=data.test_length if t.test_length is None else t.test_length,
@@ -235,13 +249,27 @@ def validate_data(data: DataConfig, regime: str) -> None:
         FileNotFoundError: a ``root`` or ``labeled_list`` that does not exist.
     """
     check_source("data", source_of(data), target=False)
-    if data.resize is not None and (
-        len(data.resize) != 2 or any(not isinstance(s, int) or s < 1 for s in data.resize)
+    for name, value in (
+        ("resize", data.resize),
+        ("target.resize", data.target.resize),
+        ("crop", data.crop),
+        ("target.crop", data.target.crop),
     ):
+        if value is not None and (
+            len(value) != 2 or any(not isinstance(s, int) or s < 1 for s in value)
+        ):
+            raise ValueError(
+                f"validate_data: data.{name} must be [H, W] (two positive ints) or None; got "
+                f"{value!r}."
+            )
+    low, high = data.scale_range
+    if not 0 < low <= high:
         raise ValueError(
-            f"validate_data: data.resize must be [H, W] (two positive ints) or None; got "
-            f"{data.resize!r}."
+            f"validate_data: data.scale_range must be [low, high] with 0 < low <= high; got "
+            f"{list(data.scale_range)!r}."
         )
+    if not 0 <= data.jitter < 1:
+        raise ValueError(f"validate_data: data.jitter must be in [0, 1); got {data.jitter!r}.")
     if regime == "uda":
         target = target_of(data)
         check_source("data.target", target, target=True)

@@ -22,10 +22,12 @@ from denseloss.methods.base import ModelConfig, OptimConfig
 __all__ = [
     "DataConfig",
     "DataSource",
+    "EvalConfig",
     "ModelConfig",
     "OptimConfig",
     "RunConfig",
     "TrainConfig",
+    "check_eval_config",
     "config_from_dict",
     "config_to_dict",
     "load_config",
@@ -39,6 +41,7 @@ Accelerator = Literal["cpu", "cuda", "auto"]
 Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
 RunTask = Literal["seg", "depth", "normals"]
 Strategy = Literal["auto", "ddp_spawn", "ddp_fork", "ddp"]
+EvalMode = Literal["whole", "slide", "multiscale"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,39 @@ class TrainConfig:
     eval_batches: int | None = None  # evaluate on at most this many batches per split (None = all)
     progress: bool = True  # show a tqdm progress bar with the live losses
     sync_bn: bool = False  # SyncBatchNorm (global-batch statistics) when processes > 1
+    # micro-batches per optimiser step: gradients of `accumulate` batches are averaged, so the
+    # global batch is batch_size · devices · num_nodes · accumulate (BatchNorm still sees one)
+    accumulate: int = 1
+    # the protocol's global batch (the shipped configs set the paper's); when the run's global
+    # batch differs, the start-up line states the linear learning-rate scaling rule
+    reference_batch: int | None = None
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How val/test predictions are made and scored (training/inference.py has the maths)."""
+
+    mode: EvalMode = "whole"  # "whole" image, sliding window ("slide"), "multiscale" (+ flip)
+    # whole: pad smaller inputs (bottom/right, mean colour) up to [H, W] (AdvSemiSeg: 505²);
+    # slide: the window [H, W]
+    crop: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None  # slide: window step [H, W]; None = 2/3 of crop
+    scales: tuple[float, ...] = (1.0,)  # multiscale: image scales whose probabilities average
+    flip: bool = False  # average with the horizontally flipped input's probabilities
+    # score against labels at their file's resolution (the papers' protocol): the image is
+    # resized as in training (data.resize / data.target.resize), the labels are not
+    original_labels: bool = False
+    # extra mIoU over named class subsets, e.g. {"miou13": [road, sidewalk, ...]} (names or ids)
+    class_subsets: dict[str, list[int | str]] = field(default_factory=dict)
+    # val metric that picks checkpoints/best.ckpt; None = miou (seg), abs_rel (depth), mean (°)
+    select: str | None = None
+
+    def __post_init__(self) -> None:
+        # YAML / JSON give lists: store the typed forms
+        for name in ("crop", "stride", "scales"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
 
 
 @dataclass(frozen=True)
@@ -75,6 +111,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)  # network factory and its kwargs
     optim: OptimConfig = field(default_factory=OptimConfig)  # SGD + poly schedule
     train: TrainConfig = field(default_factory=TrainConfig)  # loop, devices, output
+    eval: EvalConfig = field(default_factory=EvalConfig)  # evaluation protocol
     params: dict[str, Any] = field(default_factory=dict)  # overrides of METHODS[method].Config
 
 
@@ -198,8 +235,81 @@ def validate(config: RunConfig) -> RunConfig:
     threads = config.train.threads
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ValueError(f"validate: train.threads must be an int >= 1 or None; got {threads!r}.")
+    accumulate = config.train.accumulate
+    if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
+        raise ValueError(f"validate: train.accumulate must be an int >= 1; got {accumulate!r}.")
+    ref = config.train.reference_batch
+    if ref is not None and (isinstance(ref, bool) or not isinstance(ref, int) or ref < 1):
+        raise ValueError(f"validate: train.reference_batch must be an int >= 1; got {ref!r}.")
     validate_data(config.data, cls.regime)
+    check_eval_config(config.eval, config.task)
     return config
+
+
+def _pair(value: Any) -> bool:
+    return (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+    )
+
+
+def check_eval_config(e: EvalConfig, task: str) -> None:
+    """Refuse an :class:`EvalConfig` that cannot run for ``task`` (one line naming the field).
+
+    Class names in ``class_subsets`` are checked against the data set when evaluating.
+    """
+    if e.mode not in typing.get_args(EvalMode):
+        raise ValueError(
+            f"validate: eval.mode must be one of {list(typing.get_args(EvalMode))}; got {e.mode!r}."
+        )
+    for name in ("crop", "stride"):
+        value = getattr(e, name)
+        if value is not None and not _pair(value):
+            raise ValueError(
+                f"validate: eval.{name} must be [H, W] (two positive ints) or None; got {value!r}."
+            )
+    if e.mode == "slide" and e.crop is None:
+        raise ValueError("validate: eval.crop must be set for eval.mode='slide' (the window).")
+    if e.stride is not None and e.mode != "slide":
+        raise ValueError(f"validate: eval.stride applies to eval.mode='slide'; got {e.mode!r}.")
+    if e.stride is not None and e.crop is not None and any(s > c for s, c in zip(e.stride, e.crop)):
+        raise ValueError(
+            f"validate: eval.stride must not exceed eval.crop {list(e.crop)} (windows would skip "
+            f"pixels); got {list(e.stride)}."
+        )
+    scales = tuple(e.scales)
+    if not scales or any(
+        isinstance(s, bool) or not isinstance(s, (int, float)) or s <= 0 for s in scales
+    ):
+        raise ValueError(f"validate: eval.scales must be positive numbers; got {list(scales)!r}.")
+    if e.mode != "multiscale" and scales != (1.0,):
+        raise ValueError(
+            f"validate: eval.scales applies to eval.mode='multiscale'; got {list(scales)} with "
+            f"eval.mode={e.mode!r}."
+        )
+    if task != "seg" and (e.class_subsets or e.mode == "multiscale" or e.flip):
+        raise ValueError(
+            f"validate: eval.mode='multiscale', eval.flip and eval.class_subsets apply to task "
+            f"'seg'; got task {task!r} with mode={e.mode!r}, flip={e.flip}, class_subsets="
+            f"{e.class_subsets}. Hint: depth and normals evaluate 'whole' or 'slide'."
+        )
+    metrics = {
+        "seg": ("miou", "pixel_acc", "boundary_f1", *e.class_subsets),
+        "depth": ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3"),
+        "normals": ("mean", "median", "within_11.25", "within_22.5", "within_30"),
+    }[task]
+    if e.select is not None and e.select not in metrics:
+        raise ValueError(
+            f"validate: eval.select must be one of {list(metrics)} for task {task!r}; got "
+            f"{e.select!r}."
+        )
+    for key, classes in e.class_subsets.items():
+        if not isinstance(classes, (list, tuple)) or not classes:
+            raise ValueError(
+                f"validate: eval.class_subsets[{key!r}] must be a non-empty list of class names or "
+                f"ids; got {classes!r}."
+            )
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:
@@ -211,7 +321,13 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     """Inverse of :func:`config_to_dict`; unknown keys raise ``ValueError`` naming them."""
     if not isinstance(data, dict):
         raise TypeError(f"config_from_dict: data must be a dict; got {type(data).__name__}.")
-    parts = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig}
+    parts = {
+        "data": DataConfig,
+        "model": ModelConfig,
+        "optim": OptimConfig,
+        "train": TrainConfig,
+        "eval": EvalConfig,
+    }
     kwargs: dict[str, Any] = {}
     top = {f.name for f in dataclasses.fields(RunConfig)}
     unknown = sorted(set(data) - top)

@@ -189,9 +189,36 @@ class Method:
 
         return make
 
+    def set_micro_batch(self, index: int, count: int) -> None:
+        """Declare the next :meth:`training_step` micro-batch ``index`` of ``count`` (accumulation).
+
+        Called by the trainer when ``train.accumulate`` = ``count`` > 1. Until the last micro-batch
+        :meth:`step_optimizer` only lets gradients add up in ``.grad``; on the last it divides
+        them by ``count`` (the mean over the ``count`` micro-batches, as each recipe's loss is a
+        mean over its batch) and steps. The recipes need no change: this is the reference codes'
+        ``iter_size`` (each loss / iter_size, one ``step`` per iteration), and a GAN recipe's G
+        and D steps accumulate separately because each backward touches only its own network.
+        BatchNorm statistics are still those of one micro-batch.
+        """
+        if not 0 <= index < count:
+            raise ValueError(f"set_micro_batch: index must be in [0, count={count}); got {index}.")
+        self._micro_batch = (index, count)
+
     def step_optimizer(self, name: str) -> None:
-        """``optimizer.step()``, ``zero_grad`` and one scheduler step for ``name``."""
+        """``optimizer.step()``, ``zero_grad`` and one scheduler step for ``name``.
+
+        With gradient accumulation (:meth:`set_micro_batch`) this happens on the last
+        micro-batch only, after dividing the summed gradients by the micro-batch count.
+        """
+        index, count = getattr(self, "_micro_batch", (0, 1))
+        if index < count - 1:
+            return  # keep summing gradients; the last micro-batch steps
         opt = self.optimizers[name]
+        if count > 1:
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.grad.div_(count)
         opt.step()
         opt.zero_grad(set_to_none=True)
         if name in self.schedulers:

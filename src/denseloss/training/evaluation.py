@@ -15,6 +15,7 @@ from typing import Any
 from denseloss.config.data import DataSource, describe_source, eval_source_of, validate_data
 from denseloss.config.schema import (
     RunConfig,
+    check_eval_config,
     config_from_dict,
     load_config,
     method_class,
@@ -25,7 +26,7 @@ from denseloss.training.checkpoint import load_checkpoint, resolve_checkpoint
 from denseloss.training.fabric_setup import build_fabric
 from denseloss.training.streams import build_eval_dataset, build_eval_loader
 
-__all__ = ["evaluate_run"]
+__all__ = ["evaluate_run", "results_table"]
 
 
 def _run_config(run: str | Path | None, checkpoint: str | Path | None) -> RunConfig:
@@ -88,6 +89,7 @@ def evaluate_run(
     method_cls: type | None = None,
     data: dict[str, Any] | None = None,
     resize: tuple[int, int] | None = None,
+    protocol: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics of a run's checkpoint on ``split``, plus pictures and ``eval_<split>.json``.
 
@@ -102,6 +104,9 @@ def evaluate_run(
         data: evaluate on another data set: :class:`DataSource` fields (see :func:`eval_source`);
             the files are then named ``eval_<split>-<data set>.json`` / ``.png``.
         resize: ``(H, W)`` to resize samples to (default: the run's ``data.resize``).
+        protocol: :class:`~denseloss.config.schema.EvalConfig` fields replacing the run's
+            ``eval`` (e.g. ``{"mode": "multiscale", "scales": [0.75, 1, 1.25], "flip": True}``);
+            by default the run is scored exactly as it was during training.
 
     Returns:
         ``{"split", "data_set", "split_name", "domain", "checkpoint", "step", "metrics",
@@ -143,18 +148,26 @@ def evaluate_run(
     method.load_state_dict(state["method"])
     method.eval()
 
+    from denseloss.training.inference import protocol_loader
     from denseloss.training.trainer import evaluate_method
 
-    loader = build_eval_loader(config.data, split, source)
+    if protocol:
+        config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, **protocol))
+        check_eval_config(config.eval, config.task)
+    scored, size = protocol_loader(config.data, split, source, config.eval)
     metrics = evaluate_method(
         method,
-        loader,
+        scored,
         task=config.task,
         num_classes=ctx.num_classes,
         ignore_index=ctx.ignore_index,
         fabric=fabric,
         max_batches=max_batches,
+        protocol=config.eval,
+        input_size=size,
+        class_names=tuple(getattr(dataset, "class_names", ())),
     )
+    loader = build_eval_loader(config.data, split, source)  # collated batches for the pictures
     default_dir = Path(run if run is not None else ckpt_path.parent) / "eval"
     out_dir = Path(out) if out is not None else default_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -168,6 +181,7 @@ def evaluate_run(
         "domain": describe_source(source),
         "checkpoint": str(ckpt_path),
         "step": int(state["step"]),
+        "eval": dataclasses.asdict(config.eval),
         "metrics": metrics,
         "pictures": [str(picture)],
     }
@@ -207,3 +221,50 @@ def _pictures(
         ignore_index=int(getattr(dataset, "ignore_index", 255)),
         class_names=list(getattr(dataset, "class_names", ())) or None,
     )
+
+
+def _fmt(value: Any) -> str:
+    return "–" if value is None or value != value else f"{100 * float(value):.1f}"
+
+
+def results_table(results: dict[str, Any]) -> str:
+    """Markdown of a run's ``results.json``: last and best-val model, mIoU, subsets, per class.
+
+    Depth / normals runs get one row per model with their metrics as they are.
+    """
+    rows = [("last", results.get("steps"), results.get("val", {}), results.get("test", {}))]
+    best = results.get("best") or {}
+    if best:
+        rows.append(("best val", best.get("step"), best.get("val", {}), best.get("test", {})))
+    lines = [f"# {results.get('method')} — {results.get('eval_domain')}", ""]
+    if results.get("task", "seg") != "seg":
+        keys = [k for k, v in rows[0][2].items() if isinstance(v, (int, float))]
+        lines += ["| model | step | split | " + " | ".join(keys) + " |"]
+        lines += ["|---" * (len(keys) + 3) + "|"]
+        for name, step, val, test in rows:
+            for split, m in (("val", val), ("test", test)):
+                cells = " | ".join(f"{float(m.get(k, float('nan'))):.4g}" for k in keys)
+                lines.append(f"| {name} | {step} | {split} | {cells} |")
+        return "\n".join(lines) + "\n"
+    extra = list((results.get("eval") or {}).get("class_subsets") or {})
+    head = ["model", "step", "split", "mIoU (%)", *[f"{k} (%)" for k in extra], "pixel acc (%)"]
+    lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name, step, val, test in rows:
+        for split, m in (("val", val), ("test", test)):
+            cells = [
+                _fmt(m.get("miou")),
+                *[_fmt(m.get(k)) for k in extra],
+                _fmt(m.get("pixel_acc")),
+            ]
+            lines.append(f"| {name} | {step} | {split} | " + " | ".join(cells) + " |")
+    per_class = rows[0][2].get("iou_per_class") or {}
+    if per_class:
+        lines += ["", "IoU per class (%), val:", ""]
+        lines += [
+            "| class | " + " | ".join(r[0] for r in rows) + " |",
+            "|---" * (len(rows) + 1) + "|",
+        ]
+        for cls in per_class:
+            cells = [_fmt((r[2].get("iou_per_class") or {}).get(cls)) for r in rows]
+            lines.append(f"| {cls} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

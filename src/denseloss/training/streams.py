@@ -18,7 +18,9 @@ uda       ``{"source": source train split, with labels, "target": target train s
 ========= ========================================================================================
 
 The semi-supervised labelled subset is, in this order of precedence: the samples listed in
-``data.labeled_list`` (image stems, or indices for the built-in data); else, when some training
+``data.labeled_list`` (image stems, or indices for the built-in data; UniMatch's ``labeled.txt``
+lines ``<image path> <label path>`` too, and an ``unlabeled.txt`` beside a ``labeled.txt`` gives
+the unlabelled subset, else it is the rest of the split); else, when some training
 images have no label file, exactly those that have one; else a seeded ``labeled_fraction`` of the
 training split (:func:`denseloss.data.labeled_split`).
 
@@ -54,7 +56,9 @@ __all__ = [
     "build_split",
     "build_train_data",
     "check_run_data",
+    "read_split_list",
     "semi_split",
+    "write_split",
 ]
 
 # Keys each regime must not see during training (see the table above).
@@ -75,6 +79,7 @@ class TrainData:
     eval_domain: str  # the evaluated data set, short form ("real", "folder:/data/target")
     eval_source: DataSource | None = None  # the evaluated data set, complete
     description: dict[str, Any] = field(default_factory=dict)  # the data used, for results.json
+    split_ids: dict[str, list[str]] | None = None  # semi: {"labeled": ids, "unlabeled": ids}
 
 
 def build_split(
@@ -109,19 +114,21 @@ def build_split(
         raise DataError(f"{prefix}.{split}_split={name!r}: {err}") from err
     n = len(dataset)  # type: ignore[arg-type]
     indices = None if length is None or length >= n else range(length)
-    if indices is None and cfg.resize is None and not derived_scribbles:
+    resize = source.resize if source.resize is not None else cfg.resize
+    if indices is None and resize is None and not derived_scribbles:
         return dataset
     return DatasetView(
         dataset,
         indices=indices,
-        size=cfg.resize,
+        size=resize,
         derived_scribbles=derived_scribbles,
         scribble_seed=cfg.seed,
     )
 
 
-def _augmentation(cfg: DataConfig) -> Any:
-    """Random scale 0.75–1.25, crop back to ``size`` (padding = void), flip, small colour jitter."""
+def _augmentation(cfg: DataConfig, crop: tuple[int, int] | None = None) -> Any:
+    """Random scale in ``scale_range``, crop to ``crop`` (default ``data.crop``, else ``size``²;
+    padding = void), flip, colour jitter; each step only when the config asks for it."""
     if not cfg.augment:
         return None
     from denseloss.data.transforms import (
@@ -132,14 +139,16 @@ def _augmentation(cfg: DataConfig) -> Any:
         RandomScale,
     )
 
-    return Compose(
-        [
-            RandomScale(0.75, 1.25),
-            RandomCrop(cfg.size),
-            RandomHorizontalFlip(),
-            ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1),
-        ]
-    )
+    steps: list[Any] = []
+    if tuple(cfg.scale_range) != (1.0, 1.0):
+        steps.append(RandomScale(*cfg.scale_range))
+    crop = crop if crop is not None else cfg.crop
+    steps.append(RandomCrop(tuple(crop) if crop is not None else cfg.size))
+    if cfg.flip:
+        steps.append(RandomHorizontalFlip())
+    if cfg.jitter > 0:
+        steps.append(ColorJitter(brightness=cfg.jitter, contrast=cfg.jitter, saturation=cfg.jitter))
+    return Compose(steps)
 
 
 def _stream(
@@ -150,6 +159,7 @@ def _stream(
     rank: int,
     world_size: int,
     drop: tuple[str, ...],
+    crop: tuple[int, int] | None = None,
 ) -> Any:
     from denseloss.data import make_stream
 
@@ -157,7 +167,7 @@ def _stream(
         dataset,
         batch_size=cfg.batch_size,
         seed=seed,
-        transform=_augmentation(cfg),
+        transform=_augmentation(cfg, crop),
         num_workers=cfg.num_workers,
         rank=rank,
         world_size=world_size,
@@ -177,15 +187,8 @@ def semi_split(cfg: DataConfig, train: Dataset) -> tuple[list[int], list[int], s
     n = len(train)  # type: ignore[arg-type]
     if cfg.labeled_list is not None:
         path = Path(cfg.labeled_list)
-        wanted = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         ids = {sample_id(train, i): i for i in range(n)}
-        unknown = [w for w in wanted if w not in ids]
-        if unknown:
-            raise DataError(
-                f"{path}: data.labeled_list ids must name training samples (image stems); got "
-                f"{len(unknown)} unknown, first {unknown[0]!r}."
-            )
-        labeled = sorted({ids[w] for w in wanted})
+        labeled = sorted(_listed(path, ids))
         unlabelled_listed = [sample_id(train, i) for i in labeled if not has_label(train, i)]
         if unlabelled_listed:
             raise DataError(
@@ -193,6 +196,16 @@ def semi_split(cfg: DataConfig, train: Dataset) -> tuple[list[int], list[int], s
                 f"{unlabelled_listed[0]!r}."
             )
         chosen = set(labeled)
+        sibling = path.with_name(path.name.replace("labeled", "unlabeled"))
+        if "labeled" in path.name and sibling.is_file():  # UniMatch / denseloss split pair
+            unlabeled = sorted(_listed(sibling, ids))
+            both = chosen.intersection(unlabeled)
+            if both:
+                raise DataError(
+                    f"{sibling}: the unlabelled list must not repeat labelled samples; got "
+                    f"{len(both)}, first {sample_id(train, min(both))!r}."
+                )
+            return labeled, unlabeled, f"lists {path} + {sibling.name}"
         return labeled, [i for i in range(n) if i not in chosen], f"list {path}"
     flags = [has_label(train, i) for i in range(n)]
     if not all(flags):
@@ -200,6 +213,48 @@ def semi_split(cfg: DataConfig, train: Dataset) -> tuple[list[int], list[int], s
         return labeled, [i for i in range(n) if not flags[i]], "label files present"
     lab, unlab = labeled_split(train, cfg.labeled_fraction, seed=cfg.seed)
     return list(lab.indices), list(unlab.indices), f"fraction {cfg.labeled_fraction}"
+
+
+def read_split_list(path: str | Path) -> list[str]:
+    """Sample ids of a split list, in file order.
+
+    Accepted lines: a sample id (``2007_000032``; denseloss's own ``split/labeled.txt``), or
+    UniMatch's ``JPEGImages/2007_000032.jpg SegmentationClass/2007_000032.png`` (the image's
+    stem is the id). Blank lines and ``#`` comments are skipped.
+    """
+    ids = []
+    for line in Path(path).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            ids.append(Path(line.split()[0]).stem)
+    return ids
+
+
+def _listed(path: Path, ids: dict[str, int]) -> set[int]:
+    wanted = read_split_list(path)
+    unknown = [w for w in wanted if w not in ids]
+    if unknown:
+        raise DataError(
+            f"{path}: data.labeled_list ids must name training samples (image stems); got "
+            f"{len(unknown)} unknown, first {unknown[0]!r}."
+        )
+    return {ids[w] for w in wanted}
+
+
+def write_split(out_dir: str | Path, split: dict[str, list[str]], how: str) -> list[Path]:
+    """Write ``split/labeled.txt`` and ``split/unlabeled.txt`` (one id per line) under ``out_dir``.
+
+    ``--data.labeled_list <out_dir>/split/labeled.txt`` reads the pair back (same subsets).
+    """
+    folder = Path(out_dir) / "split"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for part in ("labeled", "unlabeled"):
+        path = folder / f"{part}.txt"
+        header = f"# {part} training samples of this run ({how}); one id per line\n"
+        path.write_text(header + "".join(f"{i}\n" for i in split.get(part, [])))
+        paths.append(path)
+    return paths
 
 
 def _split_entry(source: DataSource, split: str, dataset: Dataset) -> dict[str, Any]:
@@ -233,6 +288,7 @@ def build_train_data(
     derived = regime == "scribble" and cfg.scribbles == "derived"
     train = build_split(cfg, source, "train", derived_scribbles=derived)
     description: dict[str, Any] = {"train": _split_entry(source, "train", train)}
+    split_ids: dict[str, list[str]] | None = None
     if regime in _DROP:
         stream = _stream(cfg, train, seed=cfg.seed, drop=_DROP[regime], **common)
         if regime == "scribble":
@@ -250,6 +306,12 @@ def build_train_data(
             )
         stream = PairedStream(streams)
         description.update(labeled=len(labeled), unlabeled=len(unlabeled), labeled_by=how)
+        from denseloss.data.views import sample_id
+
+        split_ids = {
+            "labeled": [sample_id(train, i) for i in labeled_idx],
+            "unlabeled": [sample_id(train, i) for i in unlabeled_idx],
+        }
     else:
         target_source = target_of(cfg)
         target = build_split(cfg, target_source, "train", prefix="data.target")
@@ -257,13 +319,21 @@ def build_train_data(
         stream = PairedStream(
             {
                 "source": _stream(cfg, train, seed=cfg.seed, drop=(), **common),
-                "target": _stream(cfg, target, seed=cfg.seed + 1, drop=("label",), **common),
+                "target": _stream(
+                    cfg,
+                    target,
+                    seed=cfg.seed + 1,
+                    drop=("label",),
+                    crop=target_source.crop,
+                    **common,
+                ),
             }
         )
     eval_source = eval_source_of(cfg, regime)
     if cfg.resize is not None:
         description["resize"] = list(cfg.resize)
     return TrainData(
+        split_ids=split_ids,
         stream=stream,
         num_classes=int(getattr(train, "num_classes", 0)),
         ignore_index=int(getattr(train, "ignore_index", 255)),

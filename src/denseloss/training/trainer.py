@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -58,7 +59,6 @@ from denseloss.training.fabric_setup import (
     build_fabric,
     detect_external_launch,
     launch,
-    print_process_summary,
     rescale_stream_state,
     resolve_processes,
 )
@@ -71,9 +71,20 @@ from denseloss.training.streams import (
     build_eval_loader,
     build_train_data,
     check_run_data,
+    write_split,
 )
 
-__all__ = ["Trainer", "batch_size_of", "evaluate_method", "resolve_run_config", "train"]
+__all__ = [
+    "BEST",
+    "Trainer",
+    "batch_plan",
+    "batch_size_of",
+    "evaluate_method",
+    "resolve_run_config",
+    "train",
+]
+
+BEST = "best.ckpt"  # checkpoints/best.ckpt: the best val model so far (eval.select)
 
 
 def resolve_run_config(config: RunConfig, *, method_cls: type | None = None) -> RunConfig:
@@ -163,20 +174,6 @@ def batch_size_of(batch: Any) -> int:
     return 0
 
 
-def _make_metrics(task: str, num_classes: int, ignore_index: int) -> dict[str, Any]:
-    from denseloss.metrics import BoundaryF1, ConfusionMatrix, DepthMetrics, NormalMetrics
-
-    if task == "seg":
-        return {
-            "confusion": ConfusionMatrix(num_classes, ignore_index=ignore_index),
-            "boundary": BoundaryF1(num_classes, ignore_index=ignore_index),
-        }
-    if task == "depth":
-        return {"depth": DepthMetrics()}
-    return {"normals": NormalMetrics()}
-
-
-@torch.no_grad()
 def evaluate_method(
     method: Any,
     loader: Any,
@@ -186,42 +183,60 @@ def evaluate_method(
     ignore_index: int = 255,
     fabric: Any = None,
     max_batches: int | None = None,
+    protocol: Any = None,
+    input_size: tuple[int, int] | None = None,
+    class_names: Any = (),
 ) -> dict[str, Any]:
     """Dataset-level metrics of ``method.predict`` over ``loader`` (summed over DDP ranks).
 
+    ``protocol`` (an ``EvalConfig``; default: whole image, no flip) is the test-time procedure of
+    :mod:`denseloss.training.inference`, which holds the loop.
+
     Returns:
-        Seg: ``miou``, ``pixel_acc``, ``iou`` (list), ``boundary_f1``. Depth/normals: the keys of
-        ``DepthMetrics`` / ``NormalMetrics``. Lists are kept; callers flatten what they log.
+        Seg: ``miou``, ``pixel_acc``, ``iou`` (list), ``boundary_f1`` (+ ``iou_per_class`` and
+        the protocol's subset mIoUs). Depth/normals: the keys of ``DepthMetrics`` /
+        ``NormalMetrics``. Lists are kept; callers flatten what they log.
     """
-    metrics = _make_metrics(task, num_classes, ignore_index)
-    rng = get_rng_state()
-    was_training = any(m.training for m in method.nets.values())
-    method.eval()
-    try:
-        for i, batch in enumerate(loader):
-            if max_batches is not None and i >= max_batches:
-                break
-            if fabric is not None:
-                batch = fabric.to_device(batch)
-            pred = method.predict(batch["image"]).float()
-            if task == "seg":
-                cls = pred.argmax(1)
-                metrics["confusion"].update(cls, batch["label"])
-                metrics["boundary"].update(cls, batch["label"])
-            elif task == "depth":
-                metrics["depth"].update(pred, batch["depth"])
-            else:
-                metrics["normals"].update(pred, batch["normal"])
-    finally:
-        method.train(was_training)
-        set_rng_state(rng)
-    out: dict[str, Any] = {}
-    for metric in metrics.values():
-        if fabric is not None and fabric.world_size > 1:
-            state = metric.state().to(fabric.device)
-            metric.load_state(fabric.all_reduce(state, reduce_op="sum").cpu())
-        out.update(metric.compute())
-    return out
+    from denseloss.training.inference import evaluate_predictions
+
+    return evaluate_predictions(
+        method,
+        loader,
+        task=task,
+        num_classes=num_classes,
+        ignore_index=ignore_index,
+        fabric=fabric,
+        max_batches=max_batches,
+        protocol=protocol,
+        input_size=input_size,
+        class_names=class_names,
+    )
+
+
+def batch_plan(config: RunConfig, world_size: int) -> str:
+    """``batch 10 × 1 process × 1 accumulation = global 10`` (+ the LR rule when it differs).
+
+    The global batch is what one optimiser step averages over. When the protocol names another
+    (``train.reference_batch``), the linear scaling rule (Goyal et al. 2017) is stated, not applied.
+    """
+    t = config.train
+    b, k = config.data.batch_size, t.accumulate
+    size = b * world_size * k
+    nodes = max(1, t.num_nodes)
+    layout = f" ({nodes} nodes × {world_size // nodes})" if nodes > 1 else ""
+    line = (
+        f"denseloss: batch {b} per process × {world_size} process{'es' if world_size > 1 else ''}"
+        f"{layout} × {k} accumulation step{'s' if k > 1 else ''} = global batch {size}"
+    )
+    ref = t.reference_batch
+    if ref is not None and ref != size:
+        line += (
+            f"; the protocol's global batch is {ref}: to keep its schedule either reach {ref} "
+            f"(--train.accumulate / --data.batch_size) or scale every learning rate by "
+            f"{size}/{ref} = {size / ref:.3g} (linear rule; optim.lr={config.optim.lr:g} → "
+            f"{config.optim.lr * size / ref:.3g}), which is a new protocol"
+        )
+    return line
 
 
 def _scalars(prefix: str, metrics: dict[str, Any]) -> dict[str, float]:
@@ -271,6 +286,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.train_images = 0
         self.last_good_step: int | None = None
+        self.best: dict[str, Any] | None = None  # {"step", "metric", "value", "val"} on val
         self._final_row: dict[str, float] = {}
 
     # -- extension points -----------------------------------------------------------------------
@@ -289,14 +305,24 @@ class Trainer:
         return out
 
     def evaluate(self, split: str) -> dict[str, Any]:
-        """Metrics of the current model on ``split`` ("val" or "test") of the evaluation domain."""
-        loader = build_eval_loader(
-            self.config.data,
-            split,
-            self.data.eval_source or self.data.eval_domain,
-            rank=self.fabric.global_rank,
-            world_size=self.fabric.world_size,
-        )
+        """Metrics of the current model on ``split`` ("val" or "test") of the evaluation domain.
+
+        Predictions follow ``config.eval`` (whole / slide / multiscale, flip, labels at their
+        original resolution); see :mod:`denseloss.training.inference`.
+        """
+        from denseloss.training.inference import protocol_loader
+
+        source = self.data.eval_source
+        rank, world = self.fabric.global_rank, self.fabric.world_size
+        if source is None:  # a TrainData built without a complete source (the built-in domain)
+            loader = build_eval_loader(
+                self.config.data, split, self.data.eval_domain, rank=rank, world_size=world
+            )
+            size = None
+        else:
+            loader, size = protocol_loader(
+                self.config.data, split, source, self.config.eval, rank=rank, world_size=world
+            )
         return evaluate_method(
             self.method,
             loader,
@@ -305,10 +331,13 @@ class Trainer:
             ignore_index=self.data.ignore_index,
             fabric=self.fabric,
             max_batches=self.config.train.eval_batches,
+            protocol=self.config.eval,
+            input_size=size,
+            class_names=self.data.class_names,
         )
 
-    def save_checkpoint(self) -> None:
-        """Write ``checkpoints/last.ckpt`` atomically (rank 0), then wait for every rank."""
+    def save_checkpoint(self, path: Path | None = None) -> None:
+        """Write ``checkpoints/last.ckpt`` (or ``path``) atomically (rank 0), then wait for all."""
         if self.fabric.global_rank == 0:
             atomic_save(
                 {
@@ -322,11 +351,13 @@ class Trainer:
                         "train_seconds": self.train_seconds,
                         "train_images": self.train_images,
                         "world_size": self.fabric.world_size,
+                        "best": self.best,
                     },
                 },
-                self.ckpt_path,
+                self.ckpt_path if path is None else path,
             )
-        self.last_good_step = self.step
+        if path is None:
+            self.last_good_step = self.step
         self.fabric.barrier()
 
     def restore(self, path: str) -> None:
@@ -353,6 +384,7 @@ class Trainer:
         self.last_good_step = self.step
         self.train_seconds = float(extra.get("train_seconds", 0.0))
         self.train_images = int(extra.get("train_images", 0))
+        self.best = extra.get("best")
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, *, stop_after: int | None = None) -> dict[str, Any]:
@@ -362,9 +394,12 @@ class Trainer:
         if t.resume is not None:
             self.restore(t.resume)
         if rank0:
-            print_process_summary(self.fabric.world_size, t.num_nodes, self.config.data.batch_size)
+            # one line: per-process and global batch (with accumulation), the LR rule if needed
+            print(batch_plan(self.config, self.fabric.world_size), file=sys.stderr, flush=True)
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.config, self.out_dir / "config.yaml")
+            if self.data.split_ids is not None:  # the semi split, readable by data.labeled_list
+                write_split(self.out_dir, self.data.split_ids, self.data.description["labeled_by"])
         logger = RunLogger(
             self.out_dir, enabled=rank0, resume_step=self.step if t.resume is not None else None
         )
@@ -373,10 +408,9 @@ class Trainer:
         try:
             while self.step < t.steps:
                 start = time.perf_counter()
-                batch = self.fabric.to_device(next(self.data.stream))
-                logs = self.training_step(batch)
+                logs, images = self._accumulated_step()
                 self.train_seconds += time.perf_counter() - start
-                self.train_images += batch_size_of(batch) * self.fabric.world_size
+                self.train_images += images * self.fabric.world_size
                 self.step += 1
                 bar.update(1)
                 bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items()})
@@ -406,6 +440,35 @@ class Trainer:
             bar.close()
             logger.close()
 
+    def _accumulated_step(self) -> tuple[dict[str, float], int]:
+        """``train.accumulate`` micro-batches, one optimiser step; mean logs and images seen."""
+        k = self.config.train.accumulate
+        total: dict[str, float] = {}
+        images = 0
+        for i in range(k):
+            batch = self.fabric.to_device(next(self.data.stream))
+            if k > 1:
+                self.method.set_micro_batch(i, k)
+            for name, value in self.training_step(batch).items():
+                total[name] = total.get(name, 0.0) + value / k
+            images += batch_size_of(batch)
+        return total, images
+
+    def _consider_best(self, val: dict[str, Any]) -> None:
+        """Keep ``checkpoints/best.ckpt`` = the model with the best val ``eval.select`` so far."""
+        from denseloss.training.inference import selection_metric
+
+        name, higher = selection_metric(self.config.eval, self.config.task)
+        if name not in val:
+            raise ValueError(f"Trainer: eval.select must be one of {sorted(val)}; got {name!r}.")
+        value = float(val[name])
+        if self.best is not None:
+            old = float(self.best["value"])
+            if (value <= old) if higher else (value >= old):
+                return
+        self.best = {"step": self.step, "metric": name, "value": value, "val": val}
+        self.save_checkpoint(self.ckpt_path.with_name(BEST))
+
     def _after_step(self, logger: RunLogger, logs: dict[str, float]) -> None:
         t = self.config.train
         row: dict[str, float] = {}
@@ -414,7 +477,9 @@ class Trainer:
             for name, opt in self.method.optimizers.items():
                 row[f"lr/{name}"] = float(opt.param_groups[0]["lr"])
         if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
-            row.update(_scalars("val", self.evaluate("val")))
+            val = self.evaluate("val")
+            row.update(_scalars("val", val))
+            self._consider_best(val)
         if self.step == t.steps:
             self._final_row = row  # logged by _finish together with the final metrics
         elif row:
@@ -422,12 +487,31 @@ class Trainer:
         if t.checkpoint_every and self.step % t.checkpoint_every == 0 and self.step < t.steps:
             self.save_checkpoint()
 
+    def _test_is_val(self) -> bool:
+        """Whether "test" names the same samples as "val" (the papers report on val)."""
+        s = self.data.eval_source
+        return s is not None and (s.val_split, s.val_length) == (s.test_split, s.test_length)
+
+    def _best_results(self, test_last: dict[str, Any]) -> dict[str, Any]:
+        """The best-val checkpoint's val and test metrics (test evaluated on its weights)."""
+        best = dict(self.best or {})
+        path = self.ckpt_path.with_name(BEST)
+        if best.get("step") == self.step or self._test_is_val():
+            test = test_last if best.get("step") == self.step else best["val"]
+        else:
+            self.method.load_state_dict(load_checkpoint(path)["method"])
+            test = self.evaluate("test")
+        return {**best, "model": "best", "checkpoint": str(path), "test": test}
+
     def _finish(self, logger: RunLogger) -> dict[str, Any]:
         self.save_checkpoint()
         val = self.evaluate("val")
-        test = self.evaluate("test")
+        self._consider_best(val)
+        test = val if self._test_is_val() else self.evaluate("test")
         logger.log(self.step, {**self._final_row, **_scalars("val", val), **_scalars("test", test)})
+        best = self._best_results(test)
         results = {
+            "model": "last",
             "method": self.config.method,
             "regime": self.regime,
             "task": self.config.task,
@@ -445,10 +529,16 @@ class Trainer:
             else self.config.train.precision,
             "threads": torch.get_num_threads(),
             "checkpoint": str(self.ckpt_path),
+            "best": best,
+            "eval": dataclasses.asdict(self.config.eval),
+            "batch": batch_plan(self.config, self.fabric.world_size),
             "out_dir": str(self.out_dir),
         }
         if self.fabric.global_rank == 0:
             (self.out_dir / "results.json").write_text(json.dumps(results, indent=2))
+            from denseloss.training.evaluation import results_table
+
+            (self.out_dir / "results.md").write_text(results_table(results))
             from denseloss.viz.curves import plot_curves
 
             plot_curves(logger.path, self.out_dir / "curves.png")
