@@ -7,7 +7,7 @@ from typing import Any
 
 from denseloss.cli.app import CliParser
 
-__all__ = ["describe", "main"]
+__all__ = ["describe", "describe_configs", "main"]
 
 REGIMES = ("full", "semi", "scribble", "uda")
 
@@ -78,8 +78,23 @@ def describe() -> str:
     return "\n".join(lines)
 
 
+def describe_configs() -> str:
+    """The text of ``denseloss list --configs``: each installed paper protocol and its number."""
+    from denseloss.configs import list_configs
+
+    head = "paper protocols (`denseloss train --config <name> --data.root ...`, docs/protocols.md):"
+    lines = [head]
+    for protocol in list_configs():
+        lines.append(f"  {protocol.name:<40} {protocol.paper}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     """Entry point of ``denseloss list``."""
-    CliParser(prog="denseloss list", description=__doc__).parse_args(argv)
-    print(describe())
+    parser = CliParser(prog="denseloss list", description=__doc__)
+    parser.add_argument(
+        "--configs", action="store_true", help="the installed paper protocols and their numbers"
+    )
+    args = parser.parse_args(argv)
+    print(describe_configs() if args.configs else describe())
     return 0

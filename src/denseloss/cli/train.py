@@ -6,6 +6,7 @@ Examples::
         --params '{"lambda_target": 0.1}'
     denseloss train --resume runs/x                          # continue a run with its own config
     denseloss train --method ce --print-config > run.yaml    # then: --config run.yaml
+    denseloss train --config advsemiseg/voc-1_8-advsemi --data.root /data/VOCdevkit  # a paper's
 
 ``--resume RUN`` (or ``--train.resume RUN`` without ``--config``) starts from the run's own
 ``config.yaml`` (or, failing that, the config inside its checkpoint); flags after it override
@@ -94,14 +95,35 @@ def _resume_argv(argv: list[str]) -> list[str]:
     return ["--config", str(yaml_path), *argv]
 
 
+def _installed_configs(argv: list[str]) -> list[str]:
+    """``--config NAME`` of an installed paper protocol → its path; ``--data.split_file`` → the
+    field it is spelled as in the config (``data.labeled_list``, which reads split files)."""
+    from denseloss.configs import resolve_config
+
+    out = []
+    for i, arg in enumerate(argv):
+        if arg == "--data.split_file" or arg.startswith("--data.split_file="):
+            arg = arg.replace("--data.split_file", "--data.labeled_list", 1)
+        elif arg.startswith("--config="):
+            arg = "--config=" + str(resolve_config(arg.split("=", 1)[1]))
+        elif i > 0 and argv[i - 1] == "--config":
+            arg = str(resolve_config(arg))
+        out.append(arg)
+    return out
+
+
 def parse_config(argv: list[str]) -> tuple[RunConfig, bool]:
     """Parse ``argv`` into a validated :class:`RunConfig`; also return whether to print it.
+
+    ``--config`` takes a YAML file or the name of an installed paper protocol
+    (``denseloss list --configs``, ``denseloss.configs``).
 
     Raises:
         ValueError: a parse error (unknown flag, bad value, missing ``--config`` file), as one
             line naming the flag; or a config that :func:`validate` refuses.
+        FileNotFoundError: a ``--config`` that is neither a file nor an installed name.
     """
-    argv = _resume_argv(list(argv))
+    argv = _resume_argv(_installed_configs(list(argv)))
     try:
         ns = build_parser().parse_args(argv).as_dict()
     except argparse.ArgumentError as error:
@@ -138,5 +160,8 @@ def main(argv: list[str]) -> int:
     for split in ("val", "test"):
         metrics = results.get(split, {})
         summary[split] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    best = results.get("best") or {}
+    if best:  # the best-val checkpoint, labelled as such (results.md has both tables)
+        summary["best_val"] = {k: best.get(k) for k in ("step", "metric", "value", "checkpoint")}
     print(json.dumps(summary, indent=2))
     return 0
