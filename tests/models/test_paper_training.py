@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -106,3 +107,15 @@ def test_weights_for_another_network_fail_before_training(tmp_path, capsys):
     assert run(argv) != 0
     err = capsys.readouterr().err
     assert "vit_b16.safetensors must fit deeplabv3plus_resnet101" in err
+
+
+def test_eval_of_a_trained_run_does_not_reread_moved_weights(tmp_path, capsys):
+    from denseloss.training.evaluation import evaluate_run
+
+    method, name, kwargs, params, ext = RUNS[0]
+    weights, _ = imagenet_encoder_file(tmp_path, name, kwargs, ext)
+    assert run(train_argv(method, name, kwargs, params, weights, tmp_path / "run")) == 0
+    capsys.readouterr()
+    Path(weights).unlink()  # the ImageNet file moved after training: the checkpoint suffices
+    result = evaluate_run(tmp_path / "run", split="val", max_batches=1)
+    assert 0.0 <= result["metrics"]["miou"] <= 1.0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -163,5 +164,7 @@ def main(argv: list[str]) -> int:
     best = results.get("best") or {}
     if best:  # the best-val checkpoint, labelled as such (results.md has both tables)
         summary["best_val"] = {k: best.get(k) for k in ("step", "metric", "value", "checkpoint")}
-    print(json.dumps(summary, indent=2))
+    # under torchrun / srun every process returns here: one summary, from global rank 0
+    if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:
+        print(json.dumps(summary, indent=2))
     return 0

@@ -108,7 +108,9 @@ def adabn_results(run_dir: str | Path, *, max_images: int | None = None) -> dict
         fabric=fabric,
         num_classes=int(getattr(train_set, "num_classes", 0)),
         total_steps=config.train.steps,
-        model=config.model,
+        # the trained weights come from the checkpoint: never re-read model.weights (it may
+        # have moved since training)
+        model=dataclasses.replace(config.model, weights=None),
         optim=config.optim,
         task=config.task,
         ignore_index=int(getattr(train_set, "ignore_index", 255)),

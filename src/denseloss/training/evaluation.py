@@ -139,7 +139,9 @@ def evaluate_run(
         fabric=fabric,
         num_classes=num_classes,
         total_steps=config.train.steps,
-        model=config.model,
+        # the trained weights come from the checkpoint: never re-read model.weights (it may
+        # have moved since training)
+        model=dataclasses.replace(config.model, weights=None),
         optim=config.optim,
         task=config.task,
         ignore_index=int(getattr(dataset, "ignore_index", 255)),
