@@ -704,6 +704,39 @@ def test_dfr_compiled_equals_pytorch_float64(monkeypatch, deep_hw, combine, norm
     assert_close(g1, g2)
 
 
+@pytest.mark.parametrize(
+    ("size", "deep_hw", "radius", "normalize", "masked"),
+    [
+        ((16, 24), (2, 3), 3, True, False),  # 8× upsampling: the coarse-Gram path
+        ((21, 40), (4, 5), 5, False, True),  # non-integer ratio, no normalisation
+        ((13, 40), (13, 5), 2, True, True),  # width resampled only (no vertical pass)
+        ((24, 32), (3, 4), 4, True, False),  # with all-zero coarse cells (|u| = 0: clamped)
+    ],
+)
+def test_dfr_compiled_gram_path_equals_pytorch_float64(
+    monkeypatch, size, deep_hw, radius, normalize, masked
+):
+    # A deep map much coarser than the probabilities takes the compiled kernel's coarse-Gram
+    # route (u_i·u_j as a 2×2 bilinear form in coarse dot products; chosen by a cost estimate
+    # in _native_src.gram_setup); its value and gradient must still be the explicit
+    # full-resolution computation's, down to float64 rounding.
+    g = torch.Generator().manual_seed(15)
+    probs = _probs(2, 3, *size, seed=8)
+    image = torch.rand(2, 3, *size, generator=g, dtype=F64)
+    deep = torch.randn(2, 16, *deep_hw, generator=g, dtype=F64)
+    if deep_hw == (3, 4):
+        deep[:, :, 0] = 0  # the top coarse row: the first rows' vectors are exactly 0
+    mask = torch.rand(2, *size, generator=g) > 0.3 if masked else None
+
+    def fn(p):
+        return dfr_loss(p, image, deep, radius=radius, normalize_deep=normalize, valid_mask=mask)
+
+    (v1, g1), (v2, g2) = _both_paths(monkeypatch, fn, probs)
+    assert_close(v1, v2)
+    assert_close(g1, g2)
+    assert float(v1) > 0
+
+
 def test_dfr_compiled_path_matches_full_resolution_reference():
     # The band-resized deep map gives the value of the explicit full-resolution computation.
     g = torch.Generator().manual_seed(13)

@@ -11,18 +11,28 @@ Two kernels, each instantiated for float and double by the ``DEFINE_*`` macros:
   K_ij (all kernels, all modalities, fused with its exp), the pair weight w = K_ij (m_i + m_j),
   and G_i += w p_j, G_j += w p_i over all C channels. A modality whose map is not at the
   probabilities' size is resampled (bilinear, ``align_corners=False``) and optionally
-  L2-normalised *for the band only*, so DFR's deep map never exists at full resolution.
+  L2-normalised *for the band only*, so DFR's deep map never exists at full resolution. When
+  that map is much coarser than the probabilities (DFR's 1/8-resolution deep features), its
+  squared distances come from coarse Gram entries instead (``gram_*``): the upsampled vector is
+  u = Σ_p a_p v[p] over two coarse columns p (v = the vertical pass of a coarse row), so
+  u_i·u_j = Σ_{p,q} a_p b_q (v_i[p]·v_j[q]) and, normalised, f̂_i·f̂_j = u_i·u_j / (|u_i||u_j|).
+  Per pair of rows only the (2δ + 1)·w' coarse dot products of length F are computed (δ = the
+  largest coarse column offset in the window, 2 at 8× and r = 5), then each pixel and shift
+  costs a 2×2 form — the same value as the direct band up to rounding, about 5× fewer flops.
 - ``lat_*``: a permutohedral lattice (Adams, Baek & Davis 2010) whose splat / blur / slice
   structures are built once per image (``lat_points`` in parallel, then ``lat_index``) and then
   applied to all C channels at once; the arithmetic mirrors
-  :class:`denseloss.losses._lattice.PermutohedralLattice` step by step.
+  :class:`denseloss.losses._lattice.PermutohedralLattice` step by step. Its source is in
+  :mod:`denseloss.losses._native_lattice_src` (appended here: one compilation unit).
 
 The file is compiled without ``-ffast-math`` (which, linked into a shared object, would switch
 flush-to-zero on for the whole process); loops that may be reordered say so with
 ``#pragma omp simd``. Denormals are flushed only inside each call (MXCSR saved and restored).
 """
 
-SOURCE = r"""
+from denseloss.losses._native_lattice_src import LATTICE
+
+_WINDOW = r"""
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -140,6 +150,153 @@ static void band_##T(const modality* md, int64_t H, int64_t W, int64_t r0, int64
     free(x0); free(lx);                                                                         \
 }                                                                                               \
                                                                                                 \
+/* DFR's deep map by coarse Gram entries. The resampled vector of pixel (y, x) is               \
+ * u = (1 - lx) v_y[x0] + lx v_y[x1], v_y = (1 - ly) c[ya] + ly c[yb] the vertical pass (a      \
+ * coarse row, as in band_), so u_i.u_j is a 2 x 2 bilinear form in R(p, q) = v_yi[p].v_yj[q]   \
+ * over the coarse columns p of i and q of j: per row pair, (2 delta + 1) sw dot products of    \
+ * length F, where the direct band needs one per pixel and shift (delta = the largest |q - p|   \
+ * in the window: 2 for an 8x upsampling at r = 5). */                                          \
+typedef struct {                                                                                \
+    int on, normalize;                                                                          \
+    int32_t delta, sw;                                                                          \
+    int64_t F;                                                                                  \
+    int32_t* x0; int32_t* x1;  /* (W) each pixel's coarse columns */                            \
+    T* la; T* lb;              /* (W) their weights 1 - lx, lx */                               \
+    T* rv;                     /* (rows, F, sw) vertical pass of every band row */              \
+    T* inv; T* sq;             /* (rows, W) 1/max(|u|, 1e-12) (or 1), |u/max(..)|^2 */          \
+    T* R;                      /* (2 delta + 1, sw): R(p, p + d) at [(d + delta) sw + p] */     \
+} gram_##T;                                                                                     \
+                                                                                                \
+/* Set g up for band rows [r0, r1) when it is cheaper than the direct band and fits in the      \
+ * modality's share of work (cap elements); returns g->on. */                                   \
+static int gram_setup_##T(const modality* md, int64_t H, int64_t W, int64_t r0, int64_t r1,     \
+                          int radius, T* buf, int64_t cap, gram_##T* g) {                       \
+    int64_t F = md->channels, sh = md->sh, sw = md->sw, rows = r1 - r0;                         \
+    g->on = 0;                                                                                  \
+    if (!md->use_dot || (sh == H && sw == W) || F * rows * sw + 2 * rows * W > cap) return 0;   \
+    int32_t* x0 = (int32_t*)malloc(sizeof(int32_t) * 2 * W);                                    \
+    int32_t* x1 = x0 + W;                                                                       \
+    T* la = (T*)malloc(sizeof(T) * 2 * W);                                                      \
+    T* lb = la + W;                                                                             \
+    T sx = (T)sw / (T)W;                                                                        \
+    for (int64_t x = 0; x < W; x++) {  /* as band_ */                                           \
+        if (sw == W) { x0[x] = x1[x] = (int32_t)x; lb[x] = 0; la[x] = 1; continue; }            \
+        T s = ((T)x + (T)0.5) * sx - (T)0.5; if (s < 0) s = 0;                                  \
+        int64_t i = (int64_t)s; if (i > sw - 1) i = sw - 1;                                     \
+        x0[x] = (int32_t)i; x1[x] = (int32_t)(i + 1 < sw ? i + 1 : sw - 1);                     \
+        lb[x] = s - (T)i; la[x] = (T)1 - lb[x];                                                 \
+    }                                                                                           \
+    int32_t delta = 0;                                                                          \
+    for (int64_t x = 0; x < W; x++)                                                             \
+        for (int64_t xj = x - radius; xj <= x + radius; xj++) {                                 \
+            if (xj < 0 || xj >= W) continue;                                                    \
+            int32_t d1 = abs(x1[xj] - x0[x]), d2 = abs(x0[xj] - x1[x]);                         \
+            if (d1 > delta) delta = d1;                                                         \
+            if (d2 > delta) delta = d2;                                                         \
+        }                                                                                       \
+    /* multiply-adds: R per row pair vs the direct dot per pixel and shift (plus ~8 flops       \
+     * per pixel and shift for the 2 x 2 form) */                                               \
+    double shifts = 2.0 * radius * radius + 2.0 * radius;                                       \
+    double gram = (radius + 1.0) * (2.0 * delta + 1.0) * sw * F + shifts * W * 8.0;             \
+    if (gram >= shifts * W * F) { free(x0); free(la); return 0; }                               \
+    T* R = (T*)malloc(sizeof(T) * (2 * delta + 2) * sw);                                        \
+    g->on = 1; g->normalize = md->normalize; g->delta = delta; g->sw = (int32_t)sw; g->F = F;   \
+    g->x0 = x0; g->x1 = x1; g->la = la; g->lb = lb; g->R = R;                                   \
+    g->rv = buf; g->inv = buf + F * rows * sw; g->sq = g->inv + rows * W;                       \
+    const T* src = (const T*)md->data;                                                          \
+    T sy = (T)sh / (T)H;                                                                        \
+    for (int64_t y = r0; y < r1; y++) {                                                         \
+        int64_t ya = y, yb = y; T ly = 0;                                                       \
+        if (sh != H) {                                                                          \
+            T s = ((T)y + (T)0.5) * sy - (T)0.5; if (s < 0) s = 0;                              \
+            ya = (int64_t)s; if (ya > sh - 1) ya = sh - 1;                                      \
+            yb = ya + 1 < sh ? ya + 1 : sh - 1; ly = s - (T)ya;                                 \
+        }                                                                                       \
+        T* v = g->rv + (y - r0) * F * sw;                                                       \
+        T* S0 = R;                                                                              \
+        T* S1 = R + sw;  /* S0[k] = v[k].v[k], S1[k] = v[k].v[k + 1] */                         \
+        for (int64_t k = 0; k < 2 * sw; k++) R[k] = 0;                                          \
+        for (int64_t c = 0; c < F; c++) {                                                       \
+            const T* pa = src + (c * sh + ya) * sw;                                             \
+            const T* pb = src + (c * sh + yb) * sw;                                             \
+            T* vc = v + c * sw;                                                                 \
+            _Pragma("omp simd")                                                                 \
+            for (int64_t k = 0; k < sw; k++) vc[k] = ((T)1 - ly) * pa[k] + ly * pb[k];          \
+            _Pragma("omp simd")                                                                 \
+            for (int64_t k = 0; k < sw; k++) S0[k] += vc[k] * vc[k];                            \
+            _Pragma("omp simd")                                                                 \
+            for (int64_t k = 0; k < sw - 1; k++) S1[k] += vc[k] * vc[k + 1];                    \
+        }                                                                                       \
+        T* iv = g->inv + (y - r0) * W;                                                          \
+        T* sq = g->sq + (y - r0) * W;                                                           \
+        for (int64_t x = 0; x < W; x++) {                                                       \
+            int32_t p0 = x0[x], p1 = x1[x];                                                     \
+            T a = la[x], b = lb[x], cross = p1 == p0 ? S0[p0] : S1[p0];                         \
+            T n2 = a * a * S0[p0] + (T)2 * a * b * cross + b * b * S0[p1];                      \
+            n2 = n2 > 0 ? n2 : (T)0;                                                            \
+            if (md->normalize) {                                                                \
+                /* F.normalize: u / max(|u|, 1e-12) */                                          \
+                T den = sqrt(n2); den = den < (T)1e-12 ? (T)1e-12 : den;                        \
+                iv[x] = (T)1 / den; sq[x] = n2 * iv[x] * iv[x];                                 \
+            } else {                                                                            \
+                iv[x] = 1; sq[x] = n2;                                                          \
+            }                                                                                   \
+        }                                                                                       \
+    }                                                                                           \
+    return 1;                                                                                   \
+}                                                                                               \
+                                                                                                \
+/* R(p, p + d) = v_ri[p].v_rj[p + d] for |d| <= delta (band rows ri, rj). */                    \
+static void gram_rows_##T(gram_##T* g, int64_t ri, int64_t rj) {                                \
+    int64_t F = g->F, sw = g->sw, dl = g->delta;                                                \
+    const T* va = g->rv + ri * F * sw;                                                          \
+    const T* vb = g->rv + rj * F * sw;                                                          \
+    for (int64_t d = -dl; d <= dl; d++) {                                                       \
+        T* Rd = g->R + (d + dl) * sw;                                                           \
+        int64_t klo = d < 0 ? -d : 0, khi = d > 0 ? sw - d : sw, c = 0;                         \
+        for (int64_t k = 0; k < sw; k++) Rd[k] = 0;                                             \
+        for (; c + 4 <= F; c += 4) {                                                            \
+            const T* a = va + c * sw;                                                           \
+            const T* b = vb + c * sw + d;                                                       \
+            _Pragma("omp simd")                                                                 \
+            for (int64_t k = klo; k < khi; k++)                                                 \
+                Rd[k] += a[k] * b[k] + a[k + sw] * b[k + sw] + a[k + 2 * sw] * b[k + 2 * sw]    \
+                       + a[k + 3 * sw] * b[k + 3 * sw];                                         \
+        }                                                                                       \
+        for (; c < F; c++) {                                                                    \
+            const T* a = va + c * sw;                                                           \
+            const T* b = vb + c * sw + d;                                                       \
+            _Pragma("omp simd")                                                                 \
+            for (int64_t k = klo; k < khi; k++) Rd[k] += a[k] * b[k];                           \
+        }                                                                                       \
+    }                                                                                           \
+}                                                                                               \
+                                                                                                \
+/* dm[x] = |f_i - f_j|^2 for i = (ri, xlo + x), j = (rj, xlo + x + dx), x < n. */               \
+static void gram_dist_##T(const gram_##T* g, int64_t W, int64_t ri, int64_t rj, int64_t xlo,    \
+                          int64_t n, int dx, T* dm) {                                           \
+    const int32_t* pa = g->x0 + xlo; const int32_t* pb = g->x1 + xlo;                           \
+    const int32_t* qa = pa + dx; const int32_t* qb = pb + dx;                                   \
+    const T* wa = g->la + xlo; const T* wb = g->lb + xlo;                                       \
+    const T* wc = wa + dx; const T* wd = wb + dx;                                               \
+    const T* ia = g->inv + ri * W + xlo; const T* ib = g->inv + rj * W + xlo + dx;              \
+    const T* sa = g->sq + ri * W + xlo; const T* sb = g->sq + rj * W + xlo + dx;                \
+    const T* R = g->R + (int64_t)g->delta * g->sw;  /* R(p, q) = R[(q - p) sw + p] */           \
+    int32_t sw = g->sw;                                                                         \
+    _Pragma("omp simd")                                                                         \
+    for (int64_t x = 0; x < n; x++) {                                                           \
+        int32_t p0 = pa[x], p1 = pb[x], q0 = qa[x], q1 = qb[x];                                 \
+        T d = wa[x] * (wc[x] * R[(q0 - p0) * sw + p0] + wd[x] * R[(q1 - p0) * sw + p0])         \
+            + wb[x] * (wc[x] * R[(q0 - p1) * sw + p1] + wd[x] * R[(q1 - p1) * sw + p1]);        \
+        T v = sa[x] + sb[x] - (T)2 * d * ia[x] * ib[x];                                         \
+        dm[x] = v > 0 ? v : (T)0;                                                               \
+    }                                                                                           \
+}                                                                                               \
+                                                                                                \
+static void gram_free_##T(gram_##T* g) {                                                        \
+    if (g->on) { free(g->x0); free(g->la); free(g->R); }                                        \
+}                                                                                               \
+                                                                                                \
 /* Returns sum over the band's pairs of w = K_ij (m_i + m_j); accumulates G (C, H, W). */      \
 double window_##T(const T* p, const T* valid, T* G, int64_t C, int64_t H, int64_t W,           \
                   int M, const modality* mods, int D, const double* kw, const double* kxy,     \
@@ -151,12 +308,15 @@ double window_##T(const T* p, const T* valid, T* G, int64_t C, int64_t H, int64_
     const T* fb[64];                                                                            \
     const T* sqb[64];                                                                           \
     if (M > 64) { FTZ_OFF return NAN; }                                                         \
+    gram_##T gs[64];                                                                            \
     T* cursor = work;                                                                           \
     for (int m = 0; m < M; m++) {                                                               \
         const modality* md = &mods[m];                                                          \
-        band_##T(md, H, W, y0, r1, cursor, cursor + md->channels * rows * W);                   \
+        int64_t cap = (md->channels + 1) * rows * W;                                            \
+        if (!gram_setup_##T(md, H, W, y0, r1, radius, cursor, cap, &gs[m]))                     \
+            band_##T(md, H, W, y0, r1, cursor, cursor + md->channels * rows * W);               \
         fb[m] = cursor; sqb[m] = cursor + md->channels * rows * W;                              \
-        cursor += (md->channels + 1) * rows * W;                                                \
+        cursor += cap;                                                                          \
     }                                                                                           \
     T* dist = cursor;                                                                           \
     T* kern = dist + M * W;                                                                     \
@@ -166,6 +326,8 @@ double window_##T(const T* p, const T* valid, T* G, int64_t C, int64_t H, int64_
         for (int dy = 0; dy <= radius; dy++) {                                                  \
             int64_t yj = y + dy;                                                                \
             if (yj >= H) break;                                                                 \
+            for (int m = 0; m < M; m++)                                                         \
+                if (gs[m].on) gram_rows_##T(&gs[m], y - y0, yj - y0);                           \
             for (int dx = -radius; dx <= radius; dx++) {                                        \
                 if (dy == 0 && dx <= 0) continue;                                               \
                 int64_t xlo = dx < 0 ? -dx : 0, xhi = dx > 0 ? W - dx : W, n = xhi - xlo;       \
@@ -173,6 +335,10 @@ double window_##T(const T* p, const T* valid, T* G, int64_t C, int64_t H, int64_
                 for (int m = 0; m < M; m++) {                                                   \
                     const modality* md = &mods[m];                                              \
                     T* dm = dist + m * W;                                                       \
+                    if (gs[m].on) {                                                             \
+                        gram_dist_##T(&gs[m], W, y - y0, yj - y0, xlo, n, dx, dm);              \
+                        continue;                                                               \
+                    }                                                                           \
                     const T* base = fb[m];                                                      \
                     int64_t F = md->channels;                                                   \
                     for (int64_t x = 0; x < n; x++) dm[x] = 0;                                  \
@@ -245,265 +411,13 @@ double window_##T(const T* p, const T* valid, T* G, int64_t C, int64_t H, int64_
             }                                                                                   \
         }                                                                                       \
     }                                                                                           \
+    for (int m = 0; m < M; m++) gram_free_##T(&gs[m]);                                          \
     FTZ_OFF                                                                                     \
     return wsum;                                                                                \
 }
 
 DEFINE_WINDOW(float, exp_neg_f)
 DEFINE_WINDOW(double, exp_neg_d)
-
-/* ------------------------------------------------------------------------------------------ */
-/* Permutohedral lattice.                                                                     */
-
-#define MAXD 16
-typedef struct {
-    int d;
-    int64_t n, M, cap;
-    int32_t* vid;    /* (n, d+1): vertex of each point's k-th simplex corner */
-    double* bary;    /* (n, d+1): barycentric weights */
-    int32_t* nbr;    /* (M, d+1, 2): blur neighbours, M = absent (reads a zero row) */
-    int32_t* keys;   /* (M, d) vertex coordinates (first d of d+1) */
-    int32_t* table;  /* open addressing, -1 = empty */
-} lattice;
-
-static inline uint64_t hash_key(const int32_t* k, int d) {
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < d; i++) { h ^= (uint32_t)k[i]; h *= 1099511628211ull; }
-    return h ^ (h >> 29);
-}
-
-static int lat_grow(lattice* L) {
-    int64_t cap = L->cap * 2;
-    int32_t* t = (int32_t*)malloc(sizeof(int32_t) * cap);
-    if (!t) return -1;
-    memset(t, 0xff, sizeof(int32_t) * cap);
-    for (int64_t v = 0; v < L->M; v++) {
-        uint64_t h = hash_key(L->keys + v * L->d, L->d) & (uint64_t)(cap - 1);
-        while (t[h] >= 0) h = (h + 1) & (uint64_t)(cap - 1);
-        t[h] = (int32_t)v;
-    }
-    free(L->table); L->table = t; L->cap = cap;
-    int32_t* k = (int32_t*)realloc(L->keys, sizeof(int32_t) * L->d * (cap / 2 + 1));
-    if (!k) return -1;
-    L->keys = k;
-    return 0;
-}
-
-/* Vertex id of key, inserting it when insert != 0; -1 when absent (or out of memory). */
-static int64_t lat_find(lattice* L, const int32_t* key, int insert) {
-    int d = L->d;
-    uint64_t mask = (uint64_t)(L->cap - 1), h = hash_key(key, d) & mask;
-    for (;;) {
-        int32_t v = L->table[h];
-        if (v < 0) break;
-        if (memcmp(L->keys + (int64_t)v * d, key, sizeof(int32_t) * d) == 0) return v;
-        h = (h + 1) & mask;
-    }
-    if (!insert) return -1;
-    if (2 * (L->M + 1) > L->cap) {
-        if (lat_grow(L)) return -1;
-        return lat_find(L, key, insert);
-    }
-    memcpy(L->keys + L->M * d, key, sizeof(int32_t) * d);
-    L->table[h] = (int32_t)L->M;
-    return L->M++;
-}
-
-void lat_free(lattice* L) {
-    if (!L) return;
-    free(L->nbr); free(L->keys); free(L->table); free(L);
-}
-
-/* Bytes this file allocated for L (the caller owns vid and bary). */
-int64_t lat_bytes(const lattice* L) {
-    return (int64_t)sizeof(int32_t) * (L->cap + L->d * (L->cap / 2 + 1) + L->M * (L->d + 1) * 2);
-}
-
-/* Elevation of one point fi (d doubles, already divided by sigma): (fi + offset) * scale
- * lifted to d+1 coordinates, its enclosing simplex (rem0, rank) and barycentric weights b. */
-static void point_simplex(const double* fi, int d, const double* scale, const double* offset,
-                          double* b, int32_t* key0, int8_t* rank_out) {
-    double el[MAXD + 1], rem0[MAXD + 1], dp1 = (double)(d + 1);
-    int rank[MAXD + 1];
-    double sm = 0;
-    for (int j = d; j >= 1; j--) {
-        double cf = (fi[j - 1] + offset[j - 1]) * scale[j - 1];
-        el[j] = sm - (double)j * cf;
-        sm += cf;
-    }
-    el[0] = sm;
-    double sum = 0;
-    for (int j = 0; j <= d; j++) {
-        double up = ceil(el[j] / dp1) * dp1, down = floor(el[j] / dp1) * dp1;
-        rem0[j] = (up - el[j] < el[j] - down) ? up : down;
-        sum += rem0[j];
-        rank[j] = 0;
-    }
-    int s = (int)nearbyint(sum / dp1);
-    for (int j = 0; j < d; j++)
-        for (int k = j + 1; k <= d; k++) {
-            if (el[j] - rem0[j] < el[k] - rem0[k]) rank[j]++; else rank[k]++;
-        }
-    for (int j = 0; j <= d; j++) {
-        if (s > 0 && rank[j] >= d + 1 - s) { rank[j] -= d + 1; rem0[j] -= dp1; }
-        else if (s < 0 && rank[j] < -s) { rank[j] += d + 1; rem0[j] += dp1; }
-        rank[j] += s;
-    }
-    double bb[MAXD + 2];
-    for (int j = 0; j <= d + 1; j++) bb[j] = 0;
-    for (int j = 0; j <= d; j++) {
-        double v = (el[j] - rem0[j]) / dp1;
-        bb[d - rank[j]] += v;
-        bb[d + 1 - rank[j]] -= v;
-    }
-    bb[0] += 1.0 + bb[d + 1];
-    for (int k = 0; k <= d; k++) b[k] = bb[k];
-    for (int j = 0; j < d; j++) { key0[j] = (int32_t)rem0[j]; rank_out[j] = (int8_t)rank[j]; }
-}
-
-/* Phase 1 of a build, for points [i0, i1) (threads run disjoint ranges): the features come from
- * f (n, d) doubles, or, when f is NULL, from the planar (3, H, W) image img of T as
- * (x / sxy, y / sxy, rgb / srgb), computed in T as the PyTorch path does. Writes bary (n, d+1)
- * and each point's simplex: key0 (n, d) = rem0 of the first d coordinates, rank8 (n, d). */
-#define DEFINE_POINTS(T)                                                                        \
-void lat_points_##T(const double* f, const T* img, int64_t H, int64_t W, double sxy,           \
-                    double srgb, int64_t i0, int64_t i1, int d, const double* scale,           \
-                    const double* offset, double* bary, int32_t* key0, int8_t* rank8) {        \
-    FTZ_ON                                                                                      \
-    double fi[MAXD];                                                                            \
-    for (int64_t i = i0; i < i1; i++) {                                                         \
-        const double* src = f ? f + i * d : fi;                                                 \
-        if (!f) {                                                                               \
-            fi[0] = (double)((T)(i % W) / (T)sxy);                                              \
-            fi[1] = (double)((T)(i / W) / (T)sxy);                                              \
-            for (int c = 0; c < 3; c++) fi[2 + c] = (double)(img[c * H * W + i] / (T)srgb);     \
-        }                                                                                       \
-        point_simplex(src, d, scale, offset, bary + i * (d + 1), key0 + i * d, rank8 + i * d); \
-    }                                                                                           \
-    FTZ_OFF                                                                                     \
-}
-DEFINE_POINTS(float)
-DEFINE_POINTS(double)
-
-/* Phase 2 (sequential): hash the simplices' vertices (a point in the same simplex as the previous
- * one reuses its vertices), fill vid (n, d+1), then find the blur neighbours. bary must stay
- * alive as long as the lattice. Returns NULL when out of memory or d is out of range. */
-lattice* lat_index(int64_t n, int d, const int32_t* key0, const int8_t* rank8, double* bary,
-                   int32_t* vid) {
-    if (d < 1 || d > MAXD) return NULL;
-    FTZ_ON
-    lattice* L = (lattice*)calloc(1, sizeof(lattice));
-    L->d = d; L->n = n; L->cap = 1024;
-    while (L->cap < n) L->cap *= 2;
-    L->table = (int32_t*)malloc(sizeof(int32_t) * L->cap);
-    memset(L->table, 0xff, sizeof(int32_t) * L->cap);
-    L->keys = (int32_t*)malloc(sizeof(int32_t) * d * (L->cap / 2 + 1));
-    L->vid = vid;
-    L->bary = bary;
-    int32_t key[MAXD];
-    for (int64_t i = 0; i < n; i++) {
-        const int32_t* r0 = key0 + i * d;
-        const int8_t* rk = rank8 + i * d;
-        if (i > 0 && memcmp(r0, r0 - d, sizeof(int32_t) * d) == 0 && memcmp(rk, rk - d, d) == 0) {
-            memcpy(vid + i * (d + 1), vid + (i - 1) * (d + 1), sizeof(int32_t) * (d + 1));
-            continue;
-        }
-        for (int k = 0; k <= d; k++) {
-            for (int j = 0; j < d; j++) key[j] = r0[j] + (rk[j] <= d - k ? k : k - (d + 1));
-            int64_t v = lat_find(L, key, 1);
-            if (v < 0) { lat_free(L); FTZ_OFF return NULL; }
-            vid[i * (d + 1) + k] = (int32_t)v;
-        }
-    }
-    int64_t M = L->M;
-    L->nbr = (int32_t*)malloc(sizeof(int32_t) * (M > 0 ? M : 1) * (d + 1) * 2);
-    for (int64_t v = 0; v < M; v++) {
-        const int32_t* kv = L->keys + v * d;
-        for (int j = 0; j <= d; j++)
-            for (int side = 0; side < 2; side++) {
-                int sign = side ? 1 : -1;
-                for (int q = 0; q < d; q++) key[q] = kv[q] + sign;
-                if (j < d) key[j] -= sign * (d + 1);
-                int64_t u = lat_find(L, key, 0);
-                L->nbr[(v * (d + 1) + j) * 2 + side] = (int32_t)(u < 0 ? M : u);
-            }
-    }
-    FTZ_OFF
-    return L;
-}
-
-int64_t lat_vertices(const lattice* L) { return L->M; }
-
-#define DEFINE_LATTICE(T)                                                                       \
-/* lat (M + 1, C) += splat of points [i0, i1) of values (n, C); row M stays zero. */           \
-void lat_splat_##T(const lattice* L, const T* values, int64_t C, int64_t i0, int64_t i1,       \
-                   T* lat) {                                                                    \
-    FTZ_ON                                                                                      \
-    int d1 = L->d + 1;                                                                          \
-    for (int64_t i = i0; i < i1; i++) {                                                         \
-        const T* vi = values + i * C;                                                           \
-        for (int k = 0; k < d1; k++) {                                                          \
-            T w = (T)L->bary[i * d1 + k];                                                       \
-            T* dst = lat + (int64_t)L->vid[i * d1 + k] * C;                                     \
-            _Pragma("omp simd")                                                                 \
-            for (int64_t c = 0; c < C; c++) dst[c] += w * vi[c];                                \
-        }                                                                                       \
-    }                                                                                           \
-    FTZ_OFF                                                                                     \
-}                                                                                               \
-/* out[v] = 0.5 in[v] + 0.25 (in[n1] + in[n2]) along direction j, for vertices [v0, v1). */    \
-void lat_blur_##T(const lattice* L, const T* in, T* out, int64_t C, int j, int64_t v0,         \
-                  int64_t v1) {                                                                 \
-    FTZ_ON                                                                                      \
-    int d1 = L->d + 1;                                                                          \
-    for (int64_t v = v0; v < v1; v++) {                                                         \
-        const T* a = in + (int64_t)L->nbr[(v * d1 + j) * 2] * C;                                \
-        const T* b = in + (int64_t)L->nbr[(v * d1 + j) * 2 + 1] * C;                            \
-        const T* m = in + v * C;                                                                \
-        T* o = out + v * C;                                                                     \
-        _Pragma("omp simd")                                                                     \
-        for (int64_t c = 0; c < C; c++) o[c] = (T)0.5 * m[c] + (T)0.25 * (a[c] + b[c]);         \
-    }                                                                                           \
-    FTZ_OFF                                                                                     \
-}                                                                                               \
-/* Both blur orders (directions 0..d, then d..0) of lat (M + 1, C), averaged into out:       \
- * out = (B_d...B_0 + B_0...B_d) lat / 2 (the caller's slice gain carries no 1/2 then).       \
- * a, b: scratch (M + 1, C); all rows M are zero. One call: no barrier per direction. */      \
-void lat_blur_all_##T(const lattice* L, const T* lat, T* a, T* b, T* out, int64_t C) {         \
-    int64_t M = L->M, sz = (M + 1) * C;                                                         \
-    for (int pass = 0; pass < 2; pass++) {                                                      \
-        const T* cur = lat;                                                                     \
-        T* bufs[2] = {a, b};                                                                    \
-        for (int step = 0; step <= L->d; step++) {                                              \
-            int j = pass == 0 ? step : L->d - step;                                             \
-            T* nxt = bufs[step % 2];                                                            \
-            lat_blur_##T(L, cur, nxt, C, j, 0, M);                                              \
-            for (int64_t c = 0; c < C; c++) nxt[M * C + c] = 0;                                 \
-            cur = nxt;                                                                          \
-        }                                                                                       \
-        if (pass == 0) { for (int64_t q = 0; q < sz; q++) out[q] = cur[q]; }                    \
-        else { for (int64_t q = 0; q < sz; q++) out[q] = (T)0.5 * (out[q] + cur[q]); }          \
-    }                                                                                           \
-}                                                                                               \
-/* out[i] = gain * sum_k bary_ik lat[vid_ik] for points [i0, i1). */                           \
-void lat_slice_##T(const lattice* L, const T* lat, int64_t C, double gain, int64_t i0,         \
-                   int64_t i1, T* out) {                                                        \
-    FTZ_ON                                                                                      \
-    int d1 = L->d + 1;                                                                          \
-    for (int64_t i = i0; i < i1; i++) {                                                         \
-        T* o = out + i * C;                                                                     \
-        for (int64_t c = 0; c < C; c++) o[c] = 0;                                               \
-        for (int k = 0; k < d1; k++) {                                                          \
-            T w = (T)L->bary[i * d1 + k];                                                       \
-            const T* src = lat + (int64_t)L->vid[i * d1 + k] * C;                               \
-            _Pragma("omp simd")                                                                 \
-            for (int64_t c = 0; c < C; c++) o[c] += w * src[c];                                 \
-        }                                                                                       \
-        for (int64_t c = 0; c < C; c++) o[c] *= (T)gain;                                        \
-    }                                                                                           \
-    FTZ_OFF                                                                                     \
-}
-
-DEFINE_LATTICE(float)
-DEFINE_LATTICE(double)
 """
+
+SOURCE = _WINDOW + LATTICE

@@ -9,8 +9,9 @@ compute the same value and gradient (``tests/losses/test_pairwise.py`` checks it
 
 A feature may be handed in as :class:`BandResized`: a map at another resolution that the
 compiled kernel resamples (bilinear, ``align_corners=False``) and L2-normalises band by band, so
-DFR's deep map never exists at the probabilities' full resolution. The PyTorch path resizes it
-up front, exactly as before.
+DFR's deep map never exists at the probabilities' full resolution (much coarser maps go through
+coarse Gram entries: see :mod:`denseloss.losses._native_src`). The PyTorch path resizes it up
+front, exactly as before.
 """
 
 from __future__ import annotations
