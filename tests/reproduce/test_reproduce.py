@@ -286,3 +286,29 @@ def test_rerun_resumes_a_stopped_run_and_clears_a_stale_one(tmp_path):
     assert by_seed[0].train.resume == str(stopped)
     assert by_seed[1].train.resume is None
     assert not (stale / "metrics.csv").exists()
+
+
+def test_threads_apply_to_in_process_runs_too(tmp_path):
+    import torch
+
+    seen: list[int] = []
+
+    def record(cfg):
+        seen.append(torch.get_num_threads())
+        return {"test": {"miou": 0.5}}
+
+    before = torch.get_num_threads()
+    try:
+        run_study(
+            "uda",
+            budget=TINY,
+            out=tmp_path,
+            only=("source_only",),
+            train_fn=record,
+            log=lambda s: None,
+            jobs=1,
+            threads=1,
+        )
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 1]

@@ -79,7 +79,8 @@ def run_study(
         jobs: runs trained at the same time, each in its own process (1 = in this process).
             Small networks use 2 cores better as 2 one-thread runs than as 1 two-thread run;
             results do not depend on ``jobs`` (every run is seeded on its own).
-        threads: torch threads per worker process (default: cores // jobs).
+        threads: torch threads per run (each worker process, or this process with
+            ``jobs=1``; default: cores // jobs for workers, torch's own for ``jobs=1``).
         tables_only: train nothing; rebuild the tables from the runs already on disk.
         adabn_images: target training images the AdaBN cells re-estimate BatchNorm on.
 
@@ -135,6 +136,8 @@ def run_study(
             raise RuntimeError(f"run_study: unresolved init_from dependencies in {study!r}.")
         todo = [t for t in todo if t not in ready]
         if jobs <= 1:
+            if threads is not None:  # the same per-run thread count as a worker process
+                _init_worker(threads)
             for run, seed, cfg in ready:
                 t0 = time.perf_counter()
                 finished(run, seed, train_fn(cfg), time.perf_counter() - t0)
