@@ -34,6 +34,13 @@ def _fake_train(calls: list):
     return train
 
 
+def _quiet_train(cfg):
+    """The real trainer, evaluating one batch per split (fast)."""
+    from denseloss.training.trainer import train
+
+    return train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_batches=1)))
+
+
 def test_every_study_builds_runs_with_known_methods():
     from denseloss.methods import METHODS
 
@@ -111,18 +118,12 @@ def test_table_marks_the_best_mean_in_bold(tmp_path):
 def test_real_tiny_study_end_to_end(tmp_path):
     """Two real training runs (source-only, then MaxSquare from its checkpoint) at 32²."""
 
-    def quiet(cfg):
-        from denseloss.training.trainer import train
-
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_batches=1))
-        return train(cfg)
-
     out = run_study(
         "uda",
         budget=dataclasses.replace(TINY, seeds=(0,)),
         out=tmp_path,
         only=("maxsquare",),
-        train_fn=quiet,
+        train_fn=_quiet_train,
         log=lambda s: None,
     )
     res = json.loads((tmp_path / "uda" / "maxsquare" / "seed0" / "results.json").read_text())
@@ -183,18 +184,12 @@ def test_tables_only_trains_nothing_and_marks_missing_runs(tmp_path):
 def test_real_tiny_uda_study_reports_adabn_cells(tmp_path):
     """A trained source-only run, then its AdaBN cell: BN re-estimated on target images."""
 
-    def quiet(cfg):
-        from denseloss.training.trainer import train
-
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_batches=1))
-        return train(cfg)
-
     out = run_study(
         "uda",
         budget=dataclasses.replace(TINY, seeds=(0,)),
         out=tmp_path,
         only=("source_only+adabn",),
-        train_fn=quiet,
+        train_fn=_quiet_train,
         log=lambda s: None,
         adabn_images=4,
     )

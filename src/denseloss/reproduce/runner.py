@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,11 +107,7 @@ def run_study(
                 results[(run.key, seed)] = json.loads(done.read_text())
                 log(f"[{study}] {run.key} seed {seed}: done earlier, skipped")
                 continue
-            init_ckpt = None
-            if run.init_from is not None:
-                init_ckpt = str(root / run.init_from / f"seed{seed}" / "checkpoints" / "last.ckpt")
-            cfg = with_seed(run, seed, str(run_dir), init_ckpt)
-            cfg = overrides(cfg) if overrides is not None else cfg
+            cfg = _seed_config(run, seed, root, overrides)
             if not tables_only:
                 cfg = _continue_or_clear(cfg, run_dir, log, f"[{study}] {run.key} seed {seed}")
             todo.append((run, seed, cfg))
@@ -135,26 +132,9 @@ def run_study(
         if not ready:
             raise RuntimeError(f"run_study: unresolved init_from dependencies in {study!r}.")
         todo = [t for t in todo if t not in ready]
-        if jobs <= 1:
-            if threads is not None:  # the same per-run thread count as a worker process
-                _init_worker(threads)
-            for run, seed, cfg in ready:
-                t0 = time.perf_counter()
-                finished(run, seed, train_fn(cfg), time.perf_counter() - t0)
-            continue
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(
-            max_workers=jobs,
-            mp_context=mp.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(threads,),
-        ) as pool:
-            futures = {pool.submit(_timed, train_fn, cfg): (run, seed) for run, seed, cfg in ready}
-            for fut in as_completed(futures):
-                res, seconds = fut.result()
-                finished(*futures[fut], res, seconds)
+        tasks = [((run, seed), cfg) for run, seed, cfg in ready]
+        for (run, seed), res, seconds in _map(train_fn, tasks, jobs, threads):
+            finished(run, seed, res, seconds)
     _evaluate_derived(
         study, derived, seeds, root, results, log, tables_only, adabn_images, jobs, threads
     )
@@ -233,26 +213,48 @@ def _evaluate_derived(
             f"({seconds:.0f} s)"
         )
 
-    if jobs <= 1 or len(todo) <= 1:
-        for run, seed, base in todo:
-            t0 = time.perf_counter()
-            done(run, seed, adabn_results(base, max_images=adabn_images), time.perf_counter() - t0)
+    fn = functools.partial(adabn_results, max_images=adabn_images)
+    tasks = [((run, seed), base) for run, seed, base in todo]
+    # a single re-evaluation is not worth a worker process
+    for (run, seed), res, seconds in _map(fn, tasks, jobs if len(todo) > 1 else 1, threads):
+        done(run, seed, res, seconds)
+
+
+def _seed_config(run: Run, seed: int, root: Path, overrides: Callable[[Any], Any] | None) -> Any:
+    """The concrete config of ``run`` for ``seed`` in the study folder ``root`` (+ overrides)."""
+    init_ckpt = None
+    if run.init_from is not None:
+        init_ckpt = str(root / run.init_from / f"seed{seed}" / "checkpoints" / "last.ckpt")
+    cfg = with_seed(run, seed, str(root / run.key / f"seed{seed}"), init_ckpt)
+    return overrides(cfg) if overrides is not None else cfg
+
+
+def _map(
+    fn: Callable[[Any], Any], tasks: list[tuple[Any, Any]], jobs: int, threads: int | None
+) -> Iterator[tuple[Any, Any, float]]:
+    """``(tag, fn(arg), seconds)`` for every ``(tag, arg)`` of ``tasks``, as each finishes.
+
+    ``jobs <= 1``: in this process, with ``threads`` torch threads when given (the same per-run
+    thread count a worker gets). Otherwise ``jobs`` spawned worker processes.
+    """
+    if jobs <= 1:
+        if threads is not None:
+            _init_worker(threads)
+        for tag, arg in tasks:
+            yield (tag, *_timed(fn, arg))
         return
-    import functools
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    fn = functools.partial(adabn_results, max_images=adabn_images)
     with ProcessPoolExecutor(
         max_workers=jobs,
         mp_context=mp.get_context("spawn"),
         initializer=_init_worker,
         initargs=(threads,),
     ) as pool:
-        futures = {pool.submit(_timed, fn, base): (run, seed) for run, seed, base in todo}
+        futures = {pool.submit(_timed, fn, arg): tag for tag, arg in tasks}
         for fut in as_completed(futures):
-            res, seconds = fut.result()
-            done(*futures[fut], res, seconds)
+            yield (futures[fut], *fut.result())
 
 
 def _init_worker(threads: int | None) -> None:
@@ -456,9 +458,5 @@ def study_tasks(
     tasks: list[tuple[Run, int, Any]] = []
     for seed in tuple(b.seeds if seeds is None else seeds):
         for run in runs:
-            init_ckpt = None
-            if run.init_from is not None:
-                init_ckpt = str(root / run.init_from / f"seed{seed}" / "checkpoints" / "last.ckpt")
-            cfg = with_seed(run, seed, str(root / run.key / f"seed{seed}"), init_ckpt)
-            tasks.append((run, seed, overrides(cfg) if overrides is not None else cfg))
+            tasks.append((run, seed, _seed_config(run, seed, root, overrides)))
     return tasks
