@@ -9,7 +9,7 @@ import statistics
 import pytest
 
 from denseloss.reproduce import BUDGETS, Budget, run_study, study_runs
-from denseloss.reproduce.runner import format_tables
+from denseloss.reproduce.tables import aggregate, format_tables, study_figure
 
 TINY = Budget(
     steps=2,
@@ -307,3 +307,28 @@ def test_threads_apply_to_in_process_runs_too(tmp_path):
     finally:
         torch.set_num_threads(before)
     assert seen == [1, 1]
+
+
+def test_study_figure_keeps_the_legend_off_the_bars():
+    """Eight columns (the UDA study's width) once drew the legend over the second bar group."""
+    runs = [r for r in study_runs("uda", TINY) if r.derived_from is None]
+    cols = {r.col for r in runs}
+    results = {(r.key, s): {"test": {"miou": 0.2 + 0.01 * s}} for r in runs for s in (0, 1)}
+    tables = aggregate(runs, results, (0, 1))
+    fig = study_figure(tables, title="uda")
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            assert len(legend.get_texts()) == len(cols)
+            box = legend.get_window_extent(renderer)
+            plot_area = ax.get_window_extent(renderer)
+            ticks = [t.get_window_extent(renderer) for t in ax.get_xticklabels()]
+            assert box.y1 <= plot_area.y0  # entirely below the plot area
+            assert all(not box.overlaps(t) for t in ticks)  # and below the row labels
+            assert "(%)" in ax.get_ylabel()  # the tables' units
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
