@@ -302,6 +302,29 @@ def test_dfr_backbone_choice() -> None:
     assert cls.backbone_name(cls.Config(segmenter="vit"), ctx) == "vit"
 
 
+def test_dfr_kernel_weight_and_combination_order_the_regulariser() -> None:
+    """Same weights, same batch: K_product = k_s k_d <= k_s <= k_s + 0.1 k_d <= k_s + k_d.
+
+    ``deep_weight = 0`` is the no-deep-kernel ablation exactly; both switches reach the loss.
+    """
+    batch = make_batch("scribble")
+
+    def reg(**kw: Any) -> float:
+        torch.manual_seed(0)
+        return build("dfr", **kw).training_step(batch, 5)["loss/reg"]
+
+    product = reg(combine="product")
+    no_deep = reg(deep_kernel=False)
+    assert reg(deep_weight=0.0) == pytest.approx(no_deep, rel=1e-6)
+    assert reg(deep_kernel=False, combine="product") == pytest.approx(no_deep, rel=1e-6)
+    light, full = reg(deep_weight=0.1), reg()
+    assert 0.0 < product < no_deep < light < full
+    with pytest.raises(ValueError, match="combine"):
+        build("dfr", combine="max")
+    with pytest.raises(ValueError, match="deep_weight"):
+        build("dfr", deep_weight=-1.0)
+
+
 def test_maxsquare_init_from_source_only_checkpoint(tmp_path) -> None:
     torch.manual_seed(0)
     source = build("source_only")

@@ -75,6 +75,11 @@ class DFR(Method):
         # Ablation switch: False drops the deep-feature kernel (K = k_s, the Gated CRF kernel),
         # keeping the consistency head; ``fc_weight = 0`` is the other ablation.
         deep_kernel: bool = True
+        # K = k_s + w_d k_d ("sum", dfr_loss default) or K = w_d k_s k_d ("product": the deep
+        # features can only veto a colour affinity). k_d has no spatial decay, so with w_d = 1
+        # the sum kernel carries several times the Gated CRF kernel's mass in a window.
+        deep_weight: float = 1.0
+        combine: str = "sum"
         head_channels: int = 64  # FeatureConsistencyHead default width
         max_pixels: int = 1024  # feature_consistency_loss default: scribble pixels per image
         detach_head_input: bool = False  # ours: let the consistency loss shape the backbone
@@ -85,6 +90,10 @@ class DFR(Method):
         from denseloss.models import FeatureConsistencyHead, require_capability
 
         super().__init__(config, ctx)
+        if config.combine not in ("sum", "product"):
+            raise ValueError(f"DFR: combine must be 'sum' or 'product'; got {config.combine!r}.")
+        if not config.deep_weight >= 0:
+            raise ValueError(f"DFR: deep_weight must be >= 0; got {config.deep_weight!r}.")
         name = self.backbone_name(config, ctx)
         if name == ctx.model.name and config.segmenter is None:
             self.net = add_predictor(self)
@@ -123,7 +132,9 @@ class DFR(Method):
                 out.logits.float().softmax(dim=1),
                 normalize_image(image),
                 deep,
-                weights=(1.0, 1.0 if cfg.deep_kernel else 0.0),
+                # the ablation without a deep kernel is K = k_s whatever the combination
+                weights=(1.0, cfg.deep_weight if cfg.deep_kernel else 0.0),
+                combine=cfg.combine if cfg.deep_kernel else "sum",
                 radius=cfg.radius,
                 sigma_xy=cfg.sigma_xy,
                 sigma_rgb=cfg.sigma_rgb,

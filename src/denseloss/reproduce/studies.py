@@ -279,6 +279,12 @@ def _scribble(b: Budget) -> list[Run]:
         # Selection row, read on val: the consistency weight on pCE's scale (1.0) against the
         # default 0.1 (chosen earlier on a test split; re-decided here on val).
         ("dfr-fc1", "dfr (w_fc 1.0)", "dfr", {**kernel, "fc_weight": 1.0}),
+        # Selection rows on the deep kernel's strength, read on val: k_d has no spatial decay,
+        # so the sum kernel with w_d = 1 carries most of the regulariser (logged loss/reg 0.70
+        # vs the Gated CRF loss's 0.087 at step 240); w_d 0.1, or the product k_s·k_d, which
+        # can only remove colour affinities.
+        ("dfr-wd0.1", "dfr (w_d 0.1)", "dfr", {**kernel, "deep_weight": 0.1}),
+        ("dfr-product", "dfr (product kernel)", "dfr", {**kernel, "combine": "product"}),
         ("full_ceiling", "full labels (ceiling)", "ce", {"aux_weight": 0.0}),
     ]
     return [
@@ -309,6 +315,9 @@ def _full(b: Budget) -> list[Run]:
         # Selection row, read on val: the reference match weight 1 (the asm row) against 0.1
         # (chosen earlier on a test split; re-decided here on val).
         ("asm-match0.1", "asm", {"match_lambda": 0.1}),
+        # Selection row, read on val: the released PNE weight 1.3 makes the term 3-5x the CE
+        # term late in training at this scale; 0.3 puts it near CE's size.
+        ("pne-w0.3", "pne", {**pne_scaled(b), "pne_weight": 0.3}),
     ]
     runs = [
         Run(
