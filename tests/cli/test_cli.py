@@ -129,6 +129,41 @@ def test_train_then_eval_end_to_end(
     assert (out_dir / "eval" / "eval_test.json").is_file()
 
 
+def test_eval_protocol_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_registered: None
+) -> None:
+    """``--eval.*`` replaces the run's protocol and writes beside, not over, its own scores."""
+    out_dir = tmp_path / "run"
+    assert run(["train", *TINY, "--train.out_dir", str(out_dir)]) == 0
+    capsys.readouterr()
+    assert run(["eval", "--run", str(out_dir), "--split", "test"]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    # one scale, no flip: the same predictions as the whole image
+    argv = ["--eval.mode", "multiscale", "--eval.scales", "1.0", "--eval.flip", "false"]
+    assert run(["eval", "--run", str(out_dir), "--split", "test", *argv]) == 0
+    single = json.loads(capsys.readouterr().out)
+    assert single["eval"]["mode"] == "multiscale"
+    assert single["eval"]["scales"] == [1.0]
+    assert single["metrics"]["miou"] == pytest.approx(whole["metrics"]["miou"], abs=1e-12)
+    argv = ["--eval.mode", "multiscale", "--eval.scales", "0.5", "1.0", "--eval.flip", "true"]
+    assert run(["eval", "--run", str(out_dir), "--split", "test", *argv]) == 0
+    flipped = json.loads(capsys.readouterr().out)
+    assert flipped["eval"]["flip"] is True
+    assert flipped["eval"]["scales"] == [0.5, 1.0]
+    names = sorted(p.name for p in (out_dir / "eval").glob("eval_*.json"))
+    assert names == [
+        "eval_test-multiscale0.5_1-flip.json",
+        "eval_test-multiscale1.json",
+        "eval_test.json",
+    ]
+    assert json.loads((out_dir / "eval" / "eval_test.json").read_text())["eval"]["mode"] == "whole"
+    # a bad value names the flag
+    assert run(["eval", "--run", str(out_dir), "--eval.flip", "maybe"]) == 2
+    assert "--eval.flip" in capsys.readouterr().err
+    assert run(["eval", "--run", str(out_dir), "--eval.mode", "tiles"]) == 2
+    assert "--eval.mode" in capsys.readouterr().err
+
+
 def test_eval_missing_run_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

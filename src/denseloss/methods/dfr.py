@@ -78,8 +78,8 @@ class DFR(Method):
         # K = k_s + w_d k_d ("sum", dfr_loss default) or K = w_d k_s k_d ("product": the deep
         # features can only veto a colour affinity). k_d has no spatial decay, so with w_d = 1
         # the sum kernel carries several times the Gated CRF kernel's mass in a window.
-        deep_weight: float = 1.0
-        combine: str = "sum"
+        deep_weight: float = 1.0  # dfr_loss default weights (1, 1)
+        combine: str = "sum"  # dfr_loss default; "product" was chosen on val in the study
         head_channels: int = 64  # FeatureConsistencyHead default width
         max_pixels: int = 1024  # feature_consistency_loss default: scribble pixels per image
         detach_head_input: bool = False  # ours: let the consistency loss shape the backbone

@@ -106,7 +106,8 @@ def evaluate_run(
         resize: ``(H, W)`` to resize samples to (default: the run's ``data.resize``).
         protocol: :class:`~denseloss.config.schema.EvalConfig` fields replacing the run's
             ``eval`` (e.g. ``{"mode": "multiscale", "scales": [0.75, 1, 1.25], "flip": True}``);
-            by default the run is scored exactly as it was during training.
+            by default the run is scored exactly as it was during training. The files are then
+            named ``eval_<split>[-<data set>]-<mode>[<scales>][-flip].json``.
 
     Returns:
         ``{"split", "data_set", "split_name", "domain", "checkpoint", "step", "metrics",
@@ -174,6 +175,11 @@ def evaluate_run(
     out_dir = Path(out) if out is not None else default_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = split if not data else f"{split}-{_slug(source)}"
+    if protocol:  # another protocol never overwrites the run's own scores
+        e = config.eval
+        scales = "_".join(f"{x:g}" for x in e.scales) if e.mode == "multiscale" else ""
+        stem += f"-{e.mode}{scales}"
+        stem += "-flip" if e.flip else ""
     batch = fabric.to_device(next(iter(loader)))
     picture = _pictures(method, batch, config, cls.regime, dataset, out_dir / f"{stem}.png")
     result = {
