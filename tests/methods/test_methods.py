@@ -313,11 +313,12 @@ def test_dfr_kernel_weight_and_combination_order_the_regulariser() -> None:
         torch.manual_seed(0)
         return build("dfr", **kw).training_step(batch, 5)["loss/reg"]
 
-    product = reg(combine="product")
+    product = reg()  # DFR's default
+    assert reg(combine="product") == product
     no_deep = reg(deep_kernel=False)
-    assert reg(deep_weight=0.0) == pytest.approx(no_deep, rel=1e-6)
-    assert reg(deep_kernel=False, combine="product") == pytest.approx(no_deep, rel=1e-6)
-    light, full = reg(deep_weight=0.1), reg()
+    assert reg(deep_weight=0.0, combine="sum") == pytest.approx(no_deep, rel=1e-6)
+    assert reg(deep_kernel=False, combine="sum") == pytest.approx(no_deep, rel=1e-6)
+    light, full = reg(combine="sum", deep_weight=0.1), reg(combine="sum")
     assert 0.0 < product < no_deep < light < full
     with pytest.raises(ValueError, match="combine"):
         build("dfr", combine="max")
