@@ -332,3 +332,58 @@ def test_study_figure_keeps_the_legend_off_the_bars():
         import matplotlib.pyplot as plt
 
         plt.close(fig)
+
+
+def _recording_train(cfg):
+    """Writes what the trainer writes for the runner's check: config.yaml and resolved params."""
+    from pathlib import Path
+
+    from denseloss.config.schema import method_config, save_config
+    from denseloss.training.trainer import resolved_params
+
+    run_dir = Path(cfg.train.out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    res = {"test": {"miou": 0.5}, "params": resolved_params(method_config(cfg))}
+    (run_dir / "results.json").write_text(json.dumps(res))
+    return res
+
+
+def test_runner_refuses_a_finished_run_of_another_configuration(tmp_path):
+    """A finished run is skipped only when it is the run the study defines now."""
+    kw = {
+        "budget": TINY,
+        "out": tmp_path,
+        "only": ("pce_gatedcrf",),
+        "seeds": (0,),
+        "log": lambda s: None,
+    }
+    run_study("scribble", train_fn=_recording_train, **kw)
+
+    def fail(cfg):
+        raise AssertionError("nothing should train")
+
+    # the same definition, and an explicit value equal to the default: skipped
+    def explicit_default(cfg):
+        return dataclasses.replace(cfg, params={**cfg.params, "crf_weight": 0.1})
+
+    run_study("scribble", train_fn=fail, **kw)
+    run_study("scribble", train_fn=fail, overrides=explicit_default, **kw)
+
+    def other_lr(cfg):
+        return dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=0.5))
+
+    with pytest.raises(ValueError, match=r"another configuration .*optim\.lr"):
+        run_study("scribble", train_fn=fail, overrides=other_lr, **kw)
+    with pytest.raises(ValueError, match=r"another configuration .*train\.steps"):
+        run_study("scribble", train_fn=fail, **{**kw, "budget": dataclasses.replace(TINY, steps=3)})
+    # a default changed since the run trained: caught by the values results.json recorded
+    path = tmp_path / "scribble" / "pce_gatedcrf" / "seed0" / "results.json"
+    res = json.loads(path.read_text())
+    res["params"]["crf_weight"] = 0.2
+    path.write_text(json.dumps(res))
+    with pytest.raises(ValueError, match=r"params\.crf_weight \(default\)"):
+        run_study("scribble", train_fn=fail, **kw)
+    # tables are never built from a mix either
+    with pytest.raises(ValueError, match="delete that folder"):
+        run_study("scribble", train_fn=fail, tables_only=True, **kw)

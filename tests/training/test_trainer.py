@@ -40,6 +40,8 @@ def test_train_writes_logs_checkpoint_results_and_curves(tiny_config: RunConfig)
     assert 0.0 <= saved["val"]["miou"] <= 1.0
     assert set(saved["test"]) >= {"miou", "pixel_acc", "boundary_f1", "iou"}
     assert results["val"]["miou"] == saved["val"]["miou"]
+    # every hyperparameter as resolved, defaults included (reproduce compares them on reruns)
+    assert saved["params"] == {"width": 8, "dropout": 0.1, "nan_at": None, **tiny_config.params}
     rows = read_metrics_csv(out / "metrics.csv")
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]  # one row per logged step
     assert "val/miou" in rows[2]  # eval_every=3

@@ -102,11 +102,19 @@ def run_study(
         for run in runs_to_train:
             run_dir = root / run.key / f"seed{seed}"
             done = run_dir / RESULTS
+            cfg = _seed_config(run, seed, root, overrides)
             if done.exists():
-                results[(run.key, seed)] = json.loads(done.read_text())
+                res = json.loads(done.read_text())
+                changed = _config_changes(cfg, run_dir, res)
+                if changed:
+                    raise ValueError(
+                        f"run_study: {run_dir} holds a finished run of another configuration "
+                        f"than study {study!r} defines now ({', '.join(changed)} differ); "
+                        "delete that folder to retrain it, or use another out folder."
+                    )
+                results[(run.key, seed)] = res
                 log(f"[{study}] {run.key} seed {seed}: done earlier, skipped")
                 continue
-            cfg = _seed_config(run, seed, root, overrides)
             if not tables_only:
                 cfg = _continue_or_clear(cfg, run_dir, log, f"[{study}] {run.key} seed {seed}")
             todo.append((run, seed, cfg))
@@ -217,6 +225,73 @@ def _evaluate_derived(
     # a single re-evaluation is not worth a worker process
     for (run, seed), res, seconds in _map(fn, tasks, jobs if len(todo) > 1 else 1, threads):
         done(run, seed, res, seconds)
+
+
+# What defines a run's result; ``params.init_from`` is a path that moves with the study folder
+# (the dependency itself is the study's structure), the train section's other fields are how
+# it ran (threads, devices, logging), not what it is.
+_DEFINING = ("method", "task", "model", "data", "optim", "params", "eval")
+_DEFINING_TRAIN = ("steps", "seed", "accumulate")
+
+
+def _config_changes(cfg: Any, run_dir: Path, res: dict[str, Any]) -> list[str]:
+    """The fields in which the finished run in ``run_dir`` differs from ``cfg`` ([] = none).
+
+    Compares the run's ``config.yaml`` with ``cfg`` field by field, and, where ``results.json``
+    records them (``params``), the method's resolved hyperparameters defaults included, so a
+    changed default is caught too. A folder without ``config.yaml`` (a custom ``train_fn``) is
+    taken as it is.
+    """
+    from denseloss.config.schema import config_to_dict, load_config
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return []
+    saved = load_config(path)
+    old, new = config_to_dict(saved), config_to_dict(cfg)
+    if old["method"] != new["method"]:
+        return ["method"]
+    # params compared as the method resolves them: an explicit value equal to the default is
+    # the same run; the values results.json recorded at training time catch a changed default
+    try:
+        old["params"] = _resolved(saved, None)
+    except ValueError:  # a hyperparameter the method no longer has
+        return ["params"]
+    new["params"] = _resolved(cfg, None)
+    changes = [
+        name
+        for section in _DEFINING
+        for name, a, b in _fields(section, old[section], new[section])
+        if a != b
+    ]
+    changes += [f"train.{k}" for k in _DEFINING_TRAIN if old["train"].get(k) != new["train"].get(k)]
+    if "params" in res:
+        recorded = _resolved(None, res["params"])
+        changes += [
+            f"params.{k} (default)"
+            for k in sorted(set(recorded) | set(new["params"]))
+            if recorded.get(k) != new["params"].get(k) and f"params.{k}" not in changes
+        ]
+    return changes
+
+
+def _resolved(cfg: Any, recorded: dict[str, Any] | None) -> dict[str, Any]:
+    """Resolved method hyperparameters of ``cfg`` (or as recorded), without ``init_from``."""
+    from denseloss.config.schema import method_config
+    from denseloss.training.trainer import resolved_params
+
+    params = dict(recorded) if recorded is not None else resolved_params(method_config(cfg))
+    params.pop("init_from", None)
+    return params
+
+
+def _fields(section: str, old: Any, new: Any) -> Iterator[tuple[str, Any, Any]]:
+    """``(name, old, new)`` per field of a config section (a scalar section is one field)."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        yield section, old, new
+        return
+    for key in sorted(set(old) | set(new)):
+        yield f"{section}.{key}", old.get(key), new.get(key)
 
 
 def _seed_config(run: Run, seed: int, root: Path, overrides: Callable[[Any], Any] | None) -> Any:

@@ -81,6 +81,7 @@ __all__ = [
     "batch_size_of",
     "evaluate_method",
     "resolve_run_config",
+    "resolved_params",
     "train",
 ]
 
@@ -237,6 +238,13 @@ def batch_plan(config: RunConfig, world_size: int) -> str:
             f"{config.optim.lr * size / ref:.3g}), which is a new protocol"
         )
     return line
+
+
+def resolved_params(method_config: Any) -> dict[str, Any]:
+    """A method's Config as plain JSON values (tuples as lists), ``{}`` for a Config-less one."""
+    if not dataclasses.is_dataclass(method_config):
+        return {}
+    return json.loads(json.dumps(dataclasses.asdict(method_config), default=str))
 
 
 def _scalars(prefix: str, metrics: dict[str, Any]) -> dict[str, float]:
@@ -531,6 +539,9 @@ class Trainer:
             "checkpoint": str(self.ckpt_path),
             "best": best,
             "eval": dataclasses.asdict(self.config.eval),
+            # every hyperparameter as the method resolved it, defaults included: a later change
+            # of a default shows up against this (reproduce's runner refuses to mix the two)
+            "params": resolved_params(self.method.config),
             "batch": batch_plan(self.config, self.fabric.world_size),
             "out_dir": str(self.out_dir),
         }
