@@ -80,7 +80,7 @@ def test_array_tasks_run_without_slurm_and_land_where_tables_only_reads(tmp_path
         assert (out / "uda" / key / "seed0" / "results.json").is_file()
         assert load_config(out / "uda" / key / "seed0" / "config.yaml").train.steps == 2
 
-    summary = run_study("uda", tables_only=True, log=lambda line: None, **kw)
+    summary = run_study("uda", tables_only=True, overrides=_two_steps, log=lambda line: None, **kw)
     cells = summary["tables"]["seg"]["cells"]["synthetic→real"]
     for col in ("source_only", "maxsquare"):
         assert cells[col]["miou"]["n"] == 1
