@@ -39,10 +39,20 @@ from tests.training.tiny_method import TinyMethod
 _LAUNCH_VARS = ("TORCHELASTIC_RUN_ID", "LT_CLI_USED", "SLURM_NTASKS", "WORLD_SIZE", "RANK")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: all bound at once, so two launch groups never share one.
+
+    (Two separate bind-and-close calls may return the same port; two torchrun groups on one
+    master port then meet in one store and a worker aborts.)
+    """
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -302,7 +312,7 @@ def test_two_nodes_and_fabric_run_match_one_process(tmp_path: Path) -> None:
     from denseloss.cli.app import run
 
     two_nodes = _layout_config(tmp_path, "two_nodes", 2)
-    port = _free_port()
+    port, fabric_port = _free_ports(2)
     procs = [
         _torchrun(2, k, 1, port, ["-m", "denseloss.cli", "train", "--config", str(two_nodes)])
         for k in range(2)
@@ -318,7 +328,7 @@ def test_two_nodes_and_fabric_run_match_one_process(tmp_path: Path) -> None:
     fabric_cfg = _layout_config(tmp_path, "fabric_run", 2)
     procs.append(
         _torchrun(
-            1, 0, 2, _free_port(), [script, "train", "--config", str(fabric_cfg)], **fabric_env
+            1, 0, 2, fabric_port, [script, "train", "--config", str(fabric_cfg)], **fabric_env
         )
     )
     assert run(["train", "--config", str(_layout_config(tmp_path, "single", 4))]) == 0

@@ -43,7 +43,9 @@ __all__ = [
     "build_fabric",
     "detect_external_launch",
     "launch",
+    "leave_process_group",
     "print_process_summary",
+    "process_group_exists",
     "rescale_stream_state",
     "resolve_accelerator",
     "resolve_processes",
@@ -250,6 +252,26 @@ def launch(fabric: Any, function: Callable[..., Any], *args: Any) -> Any:
     if os.environ.get("LT_CLI_USED") == "1":
         return function(fabric, *args)
     return fabric.launch(function, *args)
+
+
+def process_group_exists() -> bool:
+    """Whether a ``torch.distributed`` default process group is set up in this process."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def leave_process_group() -> None:
+    """Wait for every rank, then tear the default process group down (no-op without one).
+
+    Ranks finish at different moments (rank 0 still writes results and plots while the others
+    are done); a rank whose interpreter exits with gloo's threads still alive can abort
+    ("terminate called without an active exception") and take the job down with it. Called
+    only on the way out of a successful run, so every rank reaches the barrier.
+    """
+    if not process_group_exists():
+        return
+    if torch.distributed.get_world_size() > 1:
+        torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 # -- SyncBatchNorm --------------------------------------------------------------------------------

@@ -59,6 +59,8 @@ from denseloss.training.fabric_setup import (
     build_fabric,
     detect_external_launch,
     launch,
+    leave_process_group,
+    process_group_exists,
     rescale_stream_state,
     resolve_processes,
 )
@@ -135,6 +137,9 @@ def train(
         if resume is not None:
             Path(str(t.out_dir)).mkdir(parents=True, exist_ok=True)
             record_resume(str(t.out_dir), resume.step, resume.changes)
+    # a process group set up here (torchrun / srun / `fabric run` / Fabric's own launcher) is
+    # torn down here; one the caller made before calling train() is the caller's
+    owns_group = not process_group_exists()
     fabric = build_fabric(
         accelerator=t.accelerator,
         devices=t.devices,
@@ -146,6 +151,8 @@ def train(
     )
     # Fabric's spawn launcher rejects frozen dataclasses among the arguments: pass a plain dict.
     results = launch(fabric, _fit, config_to_dict(config), method_cls, stop_after)
+    if owns_group:
+        leave_process_group()
     if isinstance(results, dict) and "interrupted_at" in results:
         raise TrainingInterruptedError(
             f"train: interrupted after step {results['interrupted_at']}; checkpoint "
