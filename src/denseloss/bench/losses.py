@@ -52,7 +52,14 @@ PAIRWISE_SHAPES: tuple[tuple[int, int, int, int], ...] = (
 QUICK_SHAPES: tuple[tuple[int, int, int, int], ...] = ((2, 19, 32, 32),)
 SCALING_SIZES = (128, 256, 512, 1024)
 SCALING_CLASSES = (19, 60, 150)
-PAIRWISE_LOSSES = ("gated_crf", "gated_crf(r=2)", "dfr", "dfr(r=2)", "dense_crf(fast)")
+PAIRWISE_LOSSES = (
+    "gated_crf",
+    "gated_crf(r=2)",
+    "dfr",
+    "dfr(r=2)",
+    "dfr(product)",
+    "dense_crf(fast)",
+)
 EMBED_DIM = 256  # PNE / pixel-contrast projection width
 EMBED_STRIDE = 8  # embeddings at 1/8 of the logits' resolution
 DEEP_DIM = 64  # feature-consistency head width (DFR)
@@ -87,9 +94,9 @@ def _gated_crf(x: Inputs, radius: int = 5) -> torch.Tensor:
     return L.gated_crf_loss(x["logits"].softmax(1), {"rgb": x["image"] / 255.0}, radius=radius)
 
 
-def _dfr(x: Inputs, radius: int = 5) -> torch.Tensor:
+def _dfr(x: Inputs, radius: int = 5, combine: str = "sum") -> torch.Tensor:
     probs = x["logits"].softmax(1)
-    return L.dfr_loss(probs, x["image"] / 255.0, x["deep_features"], radius=radius)
+    return L.dfr_loss(probs, x["image"] / 255.0, x["deep_features"], radius=radius, combine=combine)
 
 
 def _pixel_contrast(x: Inputs) -> torch.Tensor:
@@ -155,6 +162,8 @@ CASES: tuple[Case, ...] = (
     Case("gated_crf(r=2)", lambda x: _gated_crf(x, 2)),
     Case("dfr", _dfr),
     Case("dfr(r=2)", lambda x: _dfr(x, 2)),
+    # the dfr recipe's kernel (k_s · k_d, chosen on val in the scribble study)
+    Case("dfr(product)", lambda x: _dfr(x, combine="product")),
     Case(
         "dense_crf(fast)",
         lambda x: L.dense_crf_loss(x["logits"].softmax(1), x["image"], method="fast"),
