@@ -84,6 +84,14 @@ typedef struct {
     int use_dot;        /* ||a-b||^2 = |a|^2 + |b|^2 - 2 a.b (wide maps) instead of sum (a-b)^2 */
 } modality;
 
+/* Bilinear source taps of output index pos along an axis of n source cells (align_corners=False,
+ * as F.interpolate; scale = n / output size): lower and upper tap and the upper tap's weight. */
+#define SRC_TAPS(T, pos, scale, n, i0, i1, frac) do {                                           \
+    T s_ = ((T)(pos) + (T)0.5) * (scale) - (T)0.5; if (s_ < 0) s_ = 0;                          \
+    int64_t i_ = (int64_t)s_; if (i_ > (n) - 1) i_ = (n) - 1;                                   \
+    (i0) = i_; (i1) = i_ + 1 < (n) ? i_ + 1 : (n) - 1; (frac) = s_ - (T)i_;                     \
+} while (0)
+
 #define DEFINE_WINDOW(T, EXP)                                                                   \
 /* Resample rows [r0, r1) of a modality to (H, W) (bilinear, align_corners=False, as            \
  * F.interpolate: vertical pass into a coarse row, then a horizontal gather), normalise if      \
@@ -99,16 +107,12 @@ static void band_##T(const modality* md, int64_t H, int64_t W, int64_t r0, int64
     T sy = (T)sh / (T)H, sx = (T)sw / (T)W;                                                     \
     for (int64_t x = 0; x < W; x++) {                                                           \
         if (sw == W) { x0[x] = x1[x] = x; lx[x] = 0; continue; }                                \
-        T s = ((T)x + (T)0.5) * sx - (T)0.5; if (s < 0) s = 0;                                  \
-        int64_t i = (int64_t)s; if (i > sw - 1) i = sw - 1;                                     \
-        x0[x] = i; x1[x] = i + 1 < sw ? i + 1 : sw - 1; lx[x] = s - (T)i;                       \
+        SRC_TAPS(T, x, sx, sw, x0[x], x1[x], lx[x]);                                            \
     }                                                                                           \
     for (int64_t y = r0; y < r1; y++) {                                                         \
         int64_t ya = y, yb = y; T ly = 0;                                                       \
         if (sh != H) {                                                                          \
-            T s = ((T)y + (T)0.5) * sy - (T)0.5; if (s < 0) s = 0;                              \
-            ya = (int64_t)s; if (ya > sh - 1) ya = sh - 1;                                      \
-            yb = ya + 1 < sh ? ya + 1 : sh - 1; ly = s - (T)ya;                                 \
+            SRC_TAPS(T, y, sy, sh, ya, yb, ly);                                                 \
         }                                                                                       \
         T* nrm = sq + (y - r0) * W;                                                             \
         for (int64_t x = 0; x < W; x++) nrm[x] = 0;                                             \
@@ -181,10 +185,9 @@ static int gram_setup_##T(const modality* md, int64_t H, int64_t W, int64_t r0, 
     T sx = (T)sw / (T)W;                                                                        \
     for (int64_t x = 0; x < W; x++) {  /* as band_ */                                           \
         if (sw == W) { x0[x] = x1[x] = (int32_t)x; lb[x] = 0; la[x] = 1; continue; }            \
-        T s = ((T)x + (T)0.5) * sx - (T)0.5; if (s < 0) s = 0;                                  \
-        int64_t i = (int64_t)s; if (i > sw - 1) i = sw - 1;                                     \
-        x0[x] = (int32_t)i; x1[x] = (int32_t)(i + 1 < sw ? i + 1 : sw - 1);                     \
-        lb[x] = s - (T)i; la[x] = (T)1 - lb[x];                                                 \
+        int64_t i0, i1;                                                                         \
+        SRC_TAPS(T, x, sx, sw, i0, i1, lb[x]);                                                  \
+        x0[x] = (int32_t)i0; x1[x] = (int32_t)i1; la[x] = (T)1 - lb[x];                         \
     }                                                                                           \
     int32_t delta = 0;                                                                          \
     for (int64_t x = 0; x < W; x++)                                                             \
@@ -208,9 +211,7 @@ static int gram_setup_##T(const modality* md, int64_t H, int64_t W, int64_t r0, 
     for (int64_t y = r0; y < r1; y++) {                                                         \
         int64_t ya = y, yb = y; T ly = 0;                                                       \
         if (sh != H) {                                                                          \
-            T s = ((T)y + (T)0.5) * sy - (T)0.5; if (s < 0) s = 0;                              \
-            ya = (int64_t)s; if (ya > sh - 1) ya = sh - 1;                                      \
-            yb = ya + 1 < sh ? ya + 1 : sh - 1; ly = s - (T)ya;                                 \
+            SRC_TAPS(T, y, sy, sh, ya, yb, ly);                                                 \
         }                                                                                       \
         T* v = g->rv + (y - r0) * F * sw;                                                       \
         T* S0 = R;                                                                              \
