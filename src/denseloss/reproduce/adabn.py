@@ -87,8 +87,8 @@ def adabn_results(run_dir: str | Path, *, max_images: int | None = None) -> dict
     from denseloss.methods.base import MethodContext
     from denseloss.training.checkpoint import load_checkpoint
     from denseloss.training.fabric_setup import build_fabric
+    from denseloss.training.inference import evaluate_predictions
     from denseloss.training.streams import build_eval_dataset, build_eval_loader
-    from denseloss.training.trainer import evaluate_method
 
     run_dir = Path(run_dir)
     cached = run_dir / RESULTS_ADABN
@@ -126,7 +126,7 @@ def adabn_results(run_dir: str | Path, *, max_images: int | None = None) -> dict
             images = reestimate_batchnorm(net, loader, max_images=max_images)
     out: dict[str, Any] = {"target": dataclasses.asdict(target), "bn_images": images}
     for split in ("val", "test"):
-        out[split] = evaluate_method(
+        out[split] = evaluate_predictions(
             method,
             build_eval_loader(config.data, split, target),
             task=config.task,

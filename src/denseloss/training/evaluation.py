@@ -151,14 +151,13 @@ def evaluate_run(
     method.load_state_dict(state["method"])
     method.eval()
 
-    from denseloss.training.inference import protocol_loader
-    from denseloss.training.trainer import evaluate_method
+    from denseloss.training.inference import evaluate_predictions, protocol_loader
 
     if protocol:
         config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, **protocol))
         check_eval_config(config.eval, config.task)
     scored, size = protocol_loader(config.data, split, source, config.eval)
-    metrics = evaluate_method(
+    metrics = evaluate_predictions(
         method,
         scored,
         task=config.task,

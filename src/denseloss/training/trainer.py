@@ -81,7 +81,6 @@ __all__ = [
     "Trainer",
     "batch_plan",
     "batch_size_of",
-    "evaluate_method",
     "resolve_run_config",
     "resolved_params",
     "train",
@@ -180,45 +179,6 @@ def batch_size_of(batch: Any) -> int:
             return int(batch["image"].shape[0])
         return sum(batch_size_of(v) for v in batch.values())
     return 0
-
-
-def evaluate_method(
-    method: Any,
-    loader: Any,
-    *,
-    task: str,
-    num_classes: int,
-    ignore_index: int = 255,
-    fabric: Any = None,
-    max_batches: int | None = None,
-    protocol: Any = None,
-    input_size: tuple[int, int] | None = None,
-    class_names: Any = (),
-) -> dict[str, Any]:
-    """Dataset-level metrics of ``method.predict`` over ``loader`` (summed over DDP ranks).
-
-    ``protocol`` (an ``EvalConfig``; default: whole image, no flip) is the test-time procedure of
-    :mod:`denseloss.training.inference`, which holds the loop.
-
-    Returns:
-        Seg: ``miou``, ``pixel_acc``, ``iou`` (list), ``boundary_f1`` (+ ``iou_per_class`` and
-        the protocol's subset mIoUs). Depth/normals: the keys of ``DepthMetrics`` /
-        ``NormalMetrics``. Lists are kept; callers flatten what they log.
-    """
-    from denseloss.training.inference import evaluate_predictions
-
-    return evaluate_predictions(
-        method,
-        loader,
-        task=task,
-        num_classes=num_classes,
-        ignore_index=ignore_index,
-        fabric=fabric,
-        max_batches=max_batches,
-        protocol=protocol,
-        input_size=input_size,
-        class_names=class_names,
-    )
 
 
 def batch_plan(config: RunConfig, world_size: int) -> str:
@@ -325,7 +285,7 @@ class Trainer:
         Predictions follow ``config.eval`` (whole / slide / multiscale, flip, labels at their
         original resolution); see :mod:`denseloss.training.inference`.
         """
-        from denseloss.training.inference import protocol_loader
+        from denseloss.training.inference import evaluate_predictions, protocol_loader
 
         source = self.data.eval_source
         rank, world = self.fabric.global_rank, self.fabric.world_size
@@ -338,7 +298,7 @@ class Trainer:
             loader, size = protocol_loader(
                 self.config.data, split, source, self.config.eval, rank=rank, world_size=world
             )
-        return evaluate_method(
+        return evaluate_predictions(
             self.method,
             loader,
             task=self.config.task,
