@@ -227,52 +227,53 @@ def _evaluate_derived(
         done(run, seed, res, seconds)
 
 
-# What defines a run's result; ``params.init_from`` is a path that moves with the study folder
-# (the dependency itself is the study's structure), the train section's other fields are how
-# it ran (threads, devices, logging), not what it is.
-_DEFINING = ("method", "task", "model", "data", "optim", "params", "eval")
-_DEFINING_TRAIN = ("steps", "seed", "accumulate")
+# What defines a run's result: every field of these sections, and of ``train`` only these (its
+# other fields are how it ran: threads, devices, logging). ``params.init_from`` is a path that
+# moves with the study folder (the dependency itself is the study's structure).
+_DEFINING = ("method", "task", "model", "data", "optim", "eval")
+_DEFINING_TRAIN = ("train.steps", "train.seed", "train.accumulate")
 
 
 def _config_changes(cfg: Any, run_dir: Path, res: dict[str, Any]) -> list[str]:
     """The fields in which the finished run in ``run_dir`` differs from ``cfg`` ([] = none).
 
-    Compares the run's ``config.yaml`` with ``cfg`` field by field, and, where ``results.json``
-    records them (``params``), the method's resolved hyperparameters defaults included, so a
-    changed default is caught too. A folder without ``config.yaml`` (a custom ``train_fn``) is
-    taken as it is.
+    Compares the run's ``config.yaml`` with ``cfg`` field by field (``config_changes``, as a
+    resume does), the method's hyperparameters as the method resolves them (an explicit value
+    equal to the default is the same run), and, where ``results.json`` records them
+    (``params``), the values resolved at training time, so a changed default is caught too. A
+    folder without ``config.yaml`` (a custom ``train_fn``) is taken as it is.
     """
-    from denseloss.config.schema import config_to_dict, load_config
+    from denseloss.config.schema import load_config
+    from denseloss.training.run_dir import config_changes
 
     path = run_dir / "config.yaml"
     if not path.is_file():
         return []
     saved = load_config(path)
-    old, new = config_to_dict(saved), config_to_dict(cfg)
-    if old["method"] != new["method"]:
+    if saved.method != cfg.method:
         return ["method"]
-    # params compared as the method resolves them: an explicit value equal to the default is
-    # the same run; the values results.json recorded at training time catch a changed default
     try:
-        old["params"] = _resolved(saved, None)
+        old = _resolved(saved, None)
     except ValueError:  # a hyperparameter the method no longer has
         return ["params"]
-    new["params"] = _resolved(cfg, None)
+    new = _resolved(cfg, None)
     changes = [
-        name
-        for section in _DEFINING
-        for name, a, b in _fields(section, old[section], new[section])
-        if a != b
+        k
+        for k in config_changes(saved, cfg)
+        if k.split(".")[0] in _DEFINING or k in _DEFINING_TRAIN
     ]
-    changes += [f"train.{k}" for k in _DEFINING_TRAIN if old["train"].get(k) != new["train"].get(k)]
+    changes += _param_changes(old, new, "")
     if "params" in res:
-        recorded = _resolved(None, res["params"])
         changes += [
-            f"params.{k} (default)"
-            for k in sorted(set(recorded) | set(new["params"]))
-            if recorded.get(k) != new["params"].get(k) and f"params.{k}" not in changes
+            c
+            for c in _param_changes(_resolved(None, res["params"]), new, " (default)")
+            if c.removesuffix(" (default)") not in changes
         ]
     return changes
+
+
+def _param_changes(old: dict[str, Any], new: dict[str, Any], note: str) -> list[str]:
+    return [f"params.{k}{note}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
 def _resolved(cfg: Any, recorded: dict[str, Any] | None) -> dict[str, Any]:
@@ -283,15 +284,6 @@ def _resolved(cfg: Any, recorded: dict[str, Any] | None) -> dict[str, Any]:
     params = dict(recorded) if recorded is not None else resolved_params(method_config(cfg))
     params.pop("init_from", None)
     return params
-
-
-def _fields(section: str, old: Any, new: Any) -> Iterator[tuple[str, Any, Any]]:
-    """``(name, old, new)`` per field of a config section (a scalar section is one field)."""
-    if not (isinstance(old, dict) and isinstance(new, dict)):
-        yield section, old, new
-        return
-    for key in sorted(set(old) | set(new)):
-        yield f"{section}.{key}", old.get(key), new.get(key)
 
 
 def _seed_config(run: Run, seed: int, root: Path, overrides: Callable[[Any], Any] | None) -> Any:
