@@ -92,9 +92,8 @@ def format_tables(
             lines += _transposed(name, t)
             continue
         for key, title, higher in t["metrics"]:
-            ratio = key in ("miou", "boundary_f1", "pixel_acc", "delta1", "delta2", "delta3")
-            scale = 100.0 if ratio else 1.0
-            unit = " (%)" if ratio else ""
+            scale = _scale(key)
+            unit = " (%)" if scale == 100.0 else ""
             lines.append(f"**{name}: {title}{unit}** ({'higher' if higher else 'lower'} is better)")
             lines.append("")
             lines.append("| | " + " | ".join(t["cols"]) + " |")
