@@ -29,6 +29,8 @@ from denseloss.training.fabric_setup import (
     SyncBatchNormDDPStrategy,
     build_fabric,
     detect_external_launch,
+    leave_process_group,
+    process_group_exists,
     rescale_stream_state,
     resolve_processes,
 )
@@ -359,3 +361,31 @@ def test_two_nodes_and_fabric_run_match_one_process(tmp_path: Path) -> None:
         assert len(list((tmp_path / name / "tb").iterdir())) == 1
         assert not list((tmp_path / name).rglob("*.tmp"))
         assert (tmp_path / name / "results.json").is_file()
+
+
+def _leave_worker(rank: int, store: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    before = process_group_exists()
+    leave_process_group()  # both ranks meet at its barrier, then the group is gone
+    Path(f"{out}.{rank}").write_text(f"{before} {process_group_exists()}")
+
+
+def test_leave_process_group_tears_down_on_every_rank(tmp_path: Path) -> None:
+    out = str(tmp_path / "left")
+    torch.multiprocessing.start_processes(
+        _leave_worker, args=(str(tmp_path / "store"), out), nprocs=2, start_method="fork"
+    )
+    assert [Path(f"{out}.{r}").read_text() for r in range(2)] == ["True False"] * 2
+    assert not process_group_exists()
+    leave_process_group()  # no group: nothing to do
+
+
+def test_train_leaves_a_process_group_it_did_not_set_up(tiny_config: RunConfig, tmp_path) -> None:
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        train(tiny_config, method_cls=TinyMethod)
+        assert process_group_exists()  # the caller's group is the caller's
+    finally:
+        dist.destroy_process_group()
